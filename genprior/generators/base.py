@@ -58,14 +58,14 @@ class Generator(nn.Module):
         rows = [np.random.RandomState(int(s)).randn(self.z_dim) for s in seeds]
         return torch.from_numpy(np.stack(rows)).float().to(self.device)
 
-    def latent_from_z(self, z: torch.Tensor, truncation_psi: float = 1.0) -> torch.Tensor:
-        """The latent ``synthesis`` reads, made from z (N, z_dim).
+    def latent_from_z(self, z: torch.Tensor, truncation_psi: float = 1.0, c: torch.Tensor | None = None) -> torch.Tensor:
+        """The latent ``synthesis`` reads, made from z (N, z_dim) (and labels c (N, c_dim) if conditional).
 
-        With a mapping network this is ``mapping(z, truncation_psi)``; without one, z scaled by psi
+        With a mapping network this is ``mapping(z, c, truncation_psi)``; without one, z scaled by psi
         (the simplest truncation in z space).
         """
         if self.w_dim is not None:
-            return self.mapping(z, truncation_psi=truncation_psi)  # type: ignore[attr-defined]
+            return self.mapping(z, c, truncation_psi=truncation_psi)  # type: ignore[attr-defined]
         return z * truncation_psi
 
     # ------------------------------------------------------------------ images

@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import numbers
 from collections import OrderedDict
-from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -1,0 +1,132 @@
+"""The ``genprior`` command: a thin layer over the same functions a Python user calls."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+import torch
+
+from . import __version__
+from .errors import GenpriorError
+
+
+def parse_range(text: str) -> list[int]:
+    """'0,1,4-6' -> [0, 1, 4, 5, 6] (NVlabs' seed syntax)."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part[1:]:
+            a, b = part.split("-", 1) if not part.startswith("-") else (part, part)
+            out.extend(range(int(a), int(b) + 1))
+        else:
+            out.append(int(part))
+    if not out:
+        raise click.BadParameter(f"no numbers in {text!r}")
+    return out
+
+
+class _Seeds(click.ParamType):
+    name = "seeds"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001
+        try:
+            return value if isinstance(value, list) else parse_range(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a list like '0,1,4-6'", param, ctx)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="genprior")
+def main() -> None:
+    """Bayesian image restoration with deep generative priors."""
+
+
+def _run(fn):  # noqa: ANN001, ANN202
+    """Turn genprior's own errors into one clean message and exit code 1."""
+    try:
+        return fn()
+    except (GenpriorError, FileExistsError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--generator", "-g", required=True, help="Model name (see `genprior models`) or checkpoint path.")
+@click.option("--seeds", type=_Seeds(), default="0-15", show_default=True, help="Seeds, e.g. '0,1,4-6'.")
+@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi.")
+@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
+@click.option("--class", "class_idx", type=int, default=None, help="Class index for conditional generators.")
+@click.option("--cols", type=int, default=None, help="Images per row (default: square grid).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="PNG to write.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+def sample(generator, seeds, truncation_psi, noise_mode, class_idx, cols, device, output, overwrite) -> None:  # noqa: ANN001
+    """Write a grid of samples from any loadable generator."""
+    from .generators.sampling import sample_images
+    from .io.checkpoints import load_generator
+    from .io.images import image_grid, save_image
+
+    def go() -> None:
+        if output.exists() and not overwrite:
+            raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+        G = load_generator(generator, device=device)
+        torch.manual_seed(seeds[0])
+        images = sample_images(G, seeds, truncation_psi=truncation_psi, noise_mode=noise_mode, class_idx=class_idx)
+        save_image(image_grid(images.cpu(), cols), output, overwrite=overwrite)
+        click.echo(f"wrote {output} ({len(seeds)} samples, {G.family} {G.resolution}px, psi={truncation_psi})")
+
+    _run(go)
+
+
+@main.command()
+@click.argument("src", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("dst", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace DST if it exists.")
+def convert(src, dst, overwrite) -> None:  # noqa: ANN001
+    """Convert a checkpoint (NVlabs/TF .pkl, rosinality .pt, state dict) to genprior's safetensors format."""
+    from .io.checkpoints import load_generator, save_native
+
+    def go() -> None:
+        if src.resolve() == dst.resolve():
+            raise FileExistsError("SRC and DST are the same file")
+        G = load_generator(src, device="cpu")
+        save_native(G, dst, overwrite=overwrite, extra={"converted_from": src.name})
+        click.echo(f"wrote {dst}: {G.family} {G.resolution}px, {G.channels} channel(s), config {json.dumps(G.config)}")
+
+    _run(go)
+
+
+@main.group()
+def models() -> None:
+    """List or fetch named models."""
+
+
+@models.command("list")
+@click.option("--kind", type=click.Choice(["generator", "perceptual", "fusion"]), default=None)
+def models_list(kind) -> None:  # noqa: ANN001
+    """Show the registry: name, kind, format, licence."""
+    from .io import zoo
+
+    for m in zoo.list_models(kind):
+        status = "cached" if zoo.cache_path(m).exists() else ("packaged" if m.packaged else "")
+        click.echo(f"{m.name:28s} {m.kind:10s} {m.format:18s} {status:8s} {m.license[:60]}")
+
+
+@models.command("fetch")
+@click.argument("name")
+@click.option("--offline", is_flag=True, help="Never touch the network.")
+def models_fetch(name, offline) -> None:  # noqa: ANN001
+    """Download NAME into the cache (or find it locally) and print its path."""
+    from .io import zoo
+
+    _run(lambda: click.echo(str(zoo.fetch(name, offline=offline or None))))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

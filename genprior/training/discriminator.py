@@ -1,0 +1,149 @@
+"""StyleGAN2's residual discriminator (the ``resnet`` architecture of StyleGAN2-ADA), compact.
+
+Parameter names follow the official ``training/networks.py`` (``b64.fromrgb``, ``b64.conv0``, ``b64.conv1``,
+``b64.skip``, ``b4.mbstd``/``b4.conv``/``b4.fc``/``b4.out``), without conditioning or fp16.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..generators import ops
+from ..generators.stylegan2 import FullyConnectedLayer
+
+
+class DownConv2dLayer(nn.Module):
+    """Equalised-learning-rate convolution with optional FIR-filtered 2x down-sampling, bias and lrelu."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, bias: bool = True,
+                 activation: str = "linear", down: int = 1, resample_filter: tuple[int, ...] = (1, 3, 3, 1),
+                 conv_clamp: float | None = None) -> None:
+        super().__init__()
+        self.activation, self.down, self.conv_clamp = activation, down, conv_clamp
+        self.register_buffer("resample_filter", ops.setup_filter(list(resample_filter)))
+        self.padding = kernel_size // 2
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
+        self.act_gain = ops.SQRT2 if activation == "lrelu" else 1.0
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
+
+    def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        w = self.weight * self.weight_gain
+        if self.down == 1:
+            x = torch.nn.functional.conv2d(x, w, padding=self.padding)
+        else:
+            fw = self.resample_filter.shape[-1]
+            p0 = self.padding + (fw - self.down + 1) // 2
+            p1 = self.padding + (fw - self.down) // 2
+            if w.shape[-1] == 1:  # blur-and-subsample, then a 1x1 convolution
+                x = ops.upfirdn2d(x, self.resample_filter, down=self.down, padding=(p0, p1, p0, p1))
+                x = torch.nn.functional.conv2d(x, w)
+            else:  # blur, then a strided convolution
+                x = ops.upfirdn2d(x, self.resample_filter, padding=(p0, p1, p0, p1))
+                x = torch.nn.functional.conv2d(x, w, stride=self.down)
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return ops.bias_act(x, self.bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+
+
+class DiscriminatorBlock(nn.Module):
+    """One resolution R -> R/2: [fromrgb] -> conv0 3x3 -> conv1 3x3 down, plus a 1x1 down-sampling skip."""
+
+    def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, img_channels: int,
+                 conv_clamp: float | None = None) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        if in_channels == 0:
+            self.fromrgb = DownConv2dLayer(img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp)
+        self.conv0 = DownConv2dLayer(tmp_channels, tmp_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
+        self.conv1 = DownConv2dLayer(tmp_channels, out_channels, 3, activation="lrelu", down=2,
+                                     conv_clamp=conv_clamp)
+        self.skip = DownConv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2)
+
+    def forward(self, x: torch.Tensor | None, img: torch.Tensor) -> torch.Tensor:
+        if self.in_channels == 0:
+            x = self.fromrgb(img)
+        y = self.skip(x, gain=math.sqrt(0.5))
+        x = self.conv0(x)
+        x = self.conv1(x, gain=math.sqrt(0.5))
+        return y + x
+
+
+class MinibatchStdLayer(nn.Module):
+    """Appends the standard deviation over groups of ``group_size`` samples as extra feature maps."""
+
+    def __init__(self, group_size: int = 4, num_channels: int = 1) -> None:
+        super().__init__()
+        self.group_size, self.num_channels = group_size, num_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = min(self.group_size, n)
+        if n % g:
+            g = math.gcd(n, g)  # a batch that does not divide: the largest group size that does
+        f = self.num_channels
+        y = x.reshape(g, -1, f, c // f, h, w)
+        y = y - y.mean(dim=0)
+        y = (y.square().mean(dim=0) + 1e-8).sqrt()
+        y = y.mean(dim=[2, 3, 4]).reshape(-1, f, 1, 1)
+        y = y.repeat(g, 1, h, w)
+        return torch.cat([x, y], dim=1)
+
+
+class DiscriminatorEpilogue(nn.Module):
+    """The 4x4 head: minibatch std -> conv 3x3 -> fc -> out (one logit per image)."""
+
+    def __init__(self, in_channels: int, *, mbstd_group_size: int = 4, mbstd_num_channels: int = 1,
+                 conv_clamp: float | None = None) -> None:
+        super().__init__()
+        self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
+        self.conv = DownConv2dLayer(in_channels + mbstd_num_channels, in_channels, 3, activation="lrelu",
+                                    conv_clamp=conv_clamp)
+        self.fc = FullyConnectedLayer(in_channels * 16, in_channels, activation="lrelu")
+        self.out = FullyConnectedLayer(in_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mbstd is not None:
+            x = self.mbstd(x)
+        x = self.conv(x)
+        x = self.fc(x.flatten(1))
+        return self.out(x)
+
+
+class StyleGAN2Discriminator(nn.Module):
+    """Images (N, C, R, R) in [-1, 1] -> logits (N, 1). Channels per resolution: min(channel_base / res, max)."""
+
+    def __init__(self, *, img_resolution: int, img_channels: int, channel_base: int = 32768,
+                 channel_max: int = 512, mbstd_group_size: int = 4, mbstd_num_channels: int = 1,
+                 conv_clamp: float | None = None) -> None:
+        super().__init__()
+        log2 = int(np.log2(img_resolution))
+        if img_resolution < 4 or 2**log2 != img_resolution:
+            raise ValueError(f"img_resolution must be a power of two >= 4, not {img_resolution}")
+        if img_channels < 1:
+            raise ValueError(f"img_channels must be >= 1, not {img_channels}")
+        self.init_kwargs = dict(img_resolution=img_resolution, img_channels=img_channels, channel_base=channel_base,
+                                channel_max=channel_max, mbstd_group_size=mbstd_group_size,
+                                mbstd_num_channels=mbstd_num_channels, conv_clamp=conv_clamp)
+        self.img_resolution, self.img_channels = img_resolution, img_channels
+        self.block_resolutions = [2**i for i in range(log2, 2, -1)]
+        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
+        for res in self.block_resolutions:
+            in_channels = channels[res] if res < img_resolution else 0
+            block = DiscriminatorBlock(in_channels, channels[res], channels[res // 2], img_channels,
+                                       conv_clamp=conv_clamp)
+            setattr(self, f"b{res}", block)
+        self.b4 = DiscriminatorEpilogue(channels[4], mbstd_group_size=mbstd_group_size,
+                                        mbstd_num_channels=mbstd_num_channels, conv_clamp=conv_clamp)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        if img.ndim != 4 or img.shape[1:] != (self.img_channels, self.img_resolution, self.img_resolution):
+            raise ValueError(f"expected images (N, {self.img_channels}, {self.img_resolution}, "
+                             f"{self.img_resolution}), got {tuple(img.shape)}")
+        x = None
+        for res in self.block_resolutions:
+            x = getattr(self, f"b{res}")(x, img)
+        return self.b4(x)

@@ -1,0 +1,71 @@
+"""The command line: sample, convert, models; clean errors with exit code 1."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import genprior
+from genprior.cli import main, parse_range
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_parse_range():
+    assert parse_range("0,1,4-6") == [0, 1, 4, 5, 6]
+    assert parse_range("7") == [7]
+
+
+def test_sample_grid_from_the_dcgan_face_prior(tmp_path):
+    out = tmp_path / "grid.png"
+    res = run("sample", "-g", "dcgan-digiface64", "--seeds", "0-3", "--cols", "2", "-o", out)
+    assert res.exit_code == 0, res.output
+    img = np.asarray(Image.open(out))
+    assert img.shape == (2 + 2 * 66, 2 + 2 * 66, 3)
+    assert img[2:66, 2:66].std() > 20  # a picture, not a blank
+    again = run("sample", "-g", "dcgan-digiface64", "--seeds", "0-3", "--cols", "2", "-o", out)
+    assert again.exit_code == 1 and "exists" in again.output
+    res = run("sample", "-g", "dcgan-digiface64", "--seeds", "0-3", "--cols", "2", "-o", out, "--overwrite")
+    assert res.exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(out)), img), "same seeds must give the same grid"
+
+
+def test_sample_conditional_needs_a_class(shared, tmp_path):
+    pkl = shared / "fixtures" / "stylegan2" / "C.pkl"
+    res = run("sample", "-g", pkl, "--seeds", "0-1", "-o", tmp_path / "c.png")
+    assert res.exit_code == 1 and "conditional" in res.output
+    res = run("sample", "-g", pkl, "--seeds", "0-1", "--class", "3", "-o", tmp_path / "c.png")
+    assert res.exit_code == 0, res.output
+
+
+def test_convert_then_load(shared, tmp_path):
+    dst = tmp_path / "b.safetensors"
+    res = run("convert", shared / "fixtures" / "stylegan2" / "B.pkl", dst)
+    assert res.exit_code == 0, res.output
+    G = genprior.load_generator(dst, device="cpu")
+    assert G.config["kwargs"]["synthesis_kwargs"]["conv_clamp"] == 256
+    res = run("convert", shared / "fixtures" / "stylegan2" / "B.pkl", dst)
+    assert res.exit_code == 1 and "refusing to overwrite" in res.output
+
+
+def test_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(b"\x80\x04garbage")
+    res = run("convert", bad, tmp_path / "out.safetensors")
+    assert res.exit_code == 1
+    assert res.output.startswith("error: ") and "Traceback" not in res.output
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_models_list_and_offline_fetch(monkeypatch, tmp_path):
+    monkeypatch.setenv("GENPRIOR_HOME", str(tmp_path))
+    res = run("models", "list")
+    assert res.exit_code == 0 and "brgm-ffhq-1024" in res.output and "dcgan-digiface64" in res.output
+    res = run("models", "fetch", "brgm-ffhq-1024", "--offline")
+    assert res.exit_code == 1
+    assert "brgm-ffhq.pkl" in res.output or "ffhq" in res.output
+    assert str(tmp_path) in res.output
