@@ -69,13 +69,15 @@ class Generator(nn.Module):
         return z * truncation_psi
 
     # ------------------------------------------------------------------ images
-    def render(self, latent: torch.Tensor, *, noise_mode: str = "const", clamp: bool = True) -> torch.Tensor:
+    def render(self, latent: torch.Tensor, *, noise_mode: str = "const", clamp: bool = True,
+               noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Images (N, C, H, W) in [0, 1] from a latent of ``latent_space``.
 
         ``clamp=False`` keeps the unclamped affine map of the native output, for losses that need gradients
-        at the edges of the range.
+        at the edges of the range. ``noise`` (StyleGAN2 only) maps layer names to noise maps.
         """
-        x = self.synthesis(latent, noise_mode=noise_mode)  # type: ignore[attr-defined]
+        kwargs = {"noise": noise} if noise else {}
+        x = self.synthesis(latent, noise_mode=noise_mode, **kwargs)  # type: ignore[attr-defined]
         x = (x + 1) * 0.5
         return x.clamp(0, 1) if clamp else x
 

@@ -328,8 +328,9 @@ class StyleGAN2Generator(Generator):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode, **synthesis_kwargs)
 
-    def render(self, latent: torch.Tensor, *, noise_mode: str = "const", clamp: bool = True) -> torch.Tensor:
+    def render(self, latent: torch.Tensor, *, noise_mode: str = "const", clamp: bool = True,
+               noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Images in [0, 1] from ws (N, num_ws, w_dim) or a single w (N, w_dim) broadcast to every layer."""
         if latent.ndim == 2:
             latent = latent.unsqueeze(1).repeat([1, self.num_ws, 1])
-        return super().render(latent, noise_mode=noise_mode, clamp=clamp)
+        return super().render(latent, noise_mode=noise_mode, clamp=clamp, noise=noise)

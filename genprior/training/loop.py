@@ -489,13 +489,13 @@ def _train(*, data, out_dir: Path, resolution, channels, kimg, batch, g_channel_
             step += 1
             cur_nimg += batch
             train_sec += time.time() - t0
-            lg, ld = float(loss_G), float(loss_D)
+            lg, ld = float(loss_G.detach()), float(loss_D.detach())
             if not (math.isfinite(lg) and math.isfinite(ld)):
                 raise TrainingError(f"the losses diverged at step {step} (G {lg}, D {ld}); resume from the last "
                                     "snapshot with a lower lr or a higher r1_gamma")
             history.append((step, lg, ld))
-            for k, v in (("loss_G", lg), ("loss_D", ld), ("logit_real", float(logits_real.mean())),
-                         ("logit_fake", float(logits_fake.mean()))):
+            for k, v in (("loss_G", lg), ("loss_D", ld), ("logit_real", float(logits_real.detach().mean())),
+                         ("logit_fake", float(logits_fake.detach().mean()))):
                 tick.setdefault(k, []).append(v)
             report()
             if flag["stop"] is not None:

@@ -1,0 +1,5 @@
+"""Restoration methods: each is configured once and called as ``method(y, physics)``."""
+
+from .brgm import BRGM
+
+__all__ = ["BRGM"]

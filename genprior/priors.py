@@ -1,0 +1,68 @@
+"""Latent priors for generator inversion, as negative log densities up to a constant (lower = more probable).
+
+* `GaussianPrior`: BRGM's isotropic Gaussian around the mean latent, ``mean(((w - mean) / scale)²)`` with
+  ``scale`` the RMS norm of the latent (a scalar), as BRGM computes it from 10,000 mapped samples.
+* `cosine_prior`: BRGM's colinearity prior over W+ rows, ``Σ_{i≠j} |1 - cos(w_i, w_j)|`` per sample.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .generators import Generator
+
+
+@dataclass
+class LatentStats:
+    """Statistics of the latent space ``synthesis`` reads, per dimension of one row (w_dim or z_dim)."""
+
+    mean: torch.Tensor  # (D,)
+    std: torch.Tensor  # (D,) per-dimension std
+    scale: float  # RMS norm of (latent - mean): sqrt(E ||w - mean||²)
+
+
+@torch.no_grad()
+def latent_stats(G: Generator, n: int = 10_000, seed: int = 123) -> LatentStats:
+    """Mean, per-dimension std and RMS norm of W (mapping of n z from ``RandomState(seed)``, BRGM's recipe).
+
+    For generators without a mapping network the latent is z ~ N(0, I): mean 0, std 1, scale sqrt(z_dim).
+    """
+    if G.w_dim is None:
+        d = G.z_dim
+        return LatentStats(torch.zeros(d, device=G.device), torch.ones(d, device=G.device), float(np.sqrt(d)))
+    z = torch.from_numpy(np.random.RandomState(seed).randn(n, G.z_dim)).float().to(G.device)
+    c = None
+    if getattr(G, "c_dim", 0):
+        raise ValueError("latent statistics of conditional generators need labels; not supported")
+    w = torch.cat([G.mapping(z[i : i + 1000], c)[:, 0] for i in range(0, n, 1000)])
+    mean = w.mean(0)
+    scale = float((w - mean).square().sum(1).mean().sqrt())
+    return LatentStats(mean, w.std(0), scale)
+
+
+class GaussianPrior(torch.nn.Module):
+    """``mean(((latent - mean) / scale)²)`` over every latent entry, per sample -> (N,)."""
+
+    def __init__(self, mean: torch.Tensor, scale: float) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.detach().clone())
+        self.scale = float(scale)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        d = (latent - self.mean) / self.scale
+        return d.flatten(1).square().mean(1)
+
+
+def cosine_prior(ws: torch.Tensor) -> torch.Tensor:
+    """BRGM's colinearity prior: ``Σ_{i≠j} |1 - cos(w_i, w_j)|`` over the rows of ws (N, L, D) -> (N,).
+
+    Each unordered pair counts twice, as in the official code; 0 when all rows are parallel. Unlike the
+    official code every sample of the batch uses its own rows.
+    """
+    if ws.ndim != 3 or ws.shape[1] < 2:
+        return ws.new_zeros(ws.shape[0])
+    u = torch.nn.functional.normalize(ws, dim=2)
+    return (1 - u @ u.transpose(1, 2)).abs().sum(dim=(1, 2))

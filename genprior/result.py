@@ -1,0 +1,114 @@
+"""`Reconstruction`: what a restoration returns, and its files.
+
+``save(dir)`` writes PNGs (restoration, observation, samples, std map), ``state.safetensors`` (every tensor;
+no pickles) and ``config.json``; ``Reconstruction.load(dir)`` reads them back, and
+``render(G)`` re-renders the restoration from the stored latent and noise exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .io.images import image_grid, save_image
+
+_TENSORS = ("mean", "std", "samples", "phi", "latent", "observation")
+
+
+@dataclass
+class Reconstruction:
+    """Tensors on the CPU; images (N, C, H, W) in [0, 1].
+
+    mean: the restoration (MAP image, or posterior mean); std: per-pixel posterior std (N, C, H, W);
+    samples: (N, S, C, H, W) posterior samples; phi: per-pixel prior weight (BIGPrior); latent: the
+    generator latent of ``mean``; noise: StyleGAN2 noise maps used (name -> tensor).
+    """
+
+    mean: torch.Tensor
+    latent: torch.Tensor | None = None
+    observation: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+    samples: torch.Tensor | None = None
+    phi: torch.Tensor | None = None
+    noise: dict[str, torch.Tensor] = field(default_factory=dict)
+    seed: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    history: dict[str, Any] = field(default_factory=dict)
+    version: str = __version__
+
+    def render(self, G: Any) -> torch.Tensor:
+        """Re-render ``mean`` from the stored latent and noise with generator G -> (N, C, H, W) in [0, 1]."""
+        if self.latent is None:
+            raise ValueError("this reconstruction stores no latent")
+        with torch.no_grad():
+            return G.render(self.latent.to(G.device), noise=self.noise or None).cpu()
+
+    def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the result into ``directory`` (created; all-or-nothing: written to a temp dir, then renamed)."""
+        directory = Path(directory)
+        if directory.exists() and any(directory.iterdir()) and not overwrite:
+            raise FileExistsError(f"{directory} exists and is not empty; refusing to overwrite it")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
+        try:
+            self._write(tmp)
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(tmp, directory)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+        return directory
+
+    def _write(self, d: Path) -> None:
+        tensors = {k: getattr(self, k).contiguous() for k in _TENSORS if getattr(self, k) is not None}
+        tensors.update({f"noise.{k}": v.contiguous() for k, v in self.noise.items()})
+        save_file(tensors, str(d / "state.safetensors"), metadata={"genprior_version": self.version})
+        meta = {"seed": self.seed, "version": self.version, "config": self.config, "history": self.history}
+        (d / "config.json").write_text(json.dumps(meta, indent=2, default=str))
+        n = self.mean.shape[0]
+        for i in range(n):
+            tag = "" if n == 1 else f"_{i}"
+            save_image(self.mean[i], d / f"restored{tag}.png")
+            if self.observation is not None:
+                save_image(self.observation[i], d / f"observation{tag}.png")
+            if self.samples is not None:
+                save_image(image_grid(self.samples[i]), d / f"samples{tag}.png")
+            if self.std is not None:
+                save_image(colormap(self.std[i]), d / f"std{tag}.png")
+            if self.phi is not None:
+                save_image(colormap(self.phi[i], vmax=1.0), d / f"phi{tag}.png")
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "Reconstruction":
+        d = Path(directory)
+        tensors = load_file(str(d / "state.safetensors"))
+        meta = json.loads((d / "config.json").read_text())
+        noise = {k[6:]: v for k, v in tensors.items() if k.startswith("noise.")}
+        return cls(**{k: tensors.get(k) for k in _TENSORS}, noise=noise, seed=meta.get("seed"),
+                   config=meta.get("config", {}), history=meta.get("history", {}),
+                   version=meta.get("version", __version__))
+
+
+def colormap(x: torch.Tensor, vmax: float | None = None) -> torch.Tensor:
+    """(C, H, W) -> (3, H, W) in [0, 1]: channel mean mapped through a perceptual dark-to-bright scale.
+
+    ``vmax`` fixes the top of the scale (default: the map's maximum, so the picture shows relative values).
+    """
+    m = x.float().mean(0)
+    top = vmax if vmax is not None else float(m.max())
+    t = (m / top).clamp(0, 1) if top > 0 else torch.zeros_like(m)
+    # A compact inferno-like ramp: black -> purple -> orange -> yellow.
+    r = (1.6 * t).clamp(0, 1)
+    g = (1.6 * t - 0.6).clamp(0, 1)
+    b = torch.where(t < 0.4, 1.5 * t, (1 - t) * 1.0).clamp(0, 1)
+    return torch.stack([r, g, b])

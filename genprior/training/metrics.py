@@ -1,0 +1,178 @@
+"""A quality metric that runs offline: the Fréchet distance between VGG16 features of two image sets.
+
+Features are the global-average-pooled activations of one VGG16 layer (default ``relu5_3``) of the ImageNet
+weights in ``vgg16-imagenet-features.safetensors`` (shared folder, or the zoo entry of that name). Images are
+uint8 (N, C, H, W) or float in [0, 1]; grey images are repeated to RGB, images smaller than 64 px are upsampled
+(bilinear) to 64 px. The distance is FID's formula on these features ("FD-VGG"); its values are not comparable
+with FID's Inception numbers, only with each other.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from ..errors import GenpriorError
+
+__all__ = ["VGGFeatures", "vgg_features", "frechet_distance", "fd_vgg", "fvd_vgg", "feature_stats", "vgg16_path"]
+
+VGG_MEAN = (123.68, 116.779, 103.939)
+# torchvision ``features`` indices: conv layers and the ReLU names after them
+_CONV_IDX = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
+_POOL_AFTER = {2, 7, 14, 21, 28}  # a 2x2 max-pool follows these conv layers (after the ReLU)
+_RELU_NAMES = dict(zip(("relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3", "relu4_1",
+                        "relu4_2", "relu4_3", "relu5_1", "relu5_2", "relu5_3"), _CONV_IDX))
+MIN_SIZE = 64
+
+
+def vgg16_path() -> Path:
+    """The VGG16 feature weights: through the zoo (shared folder or cache)."""
+    from ..io import zoo
+
+    return Path(zoo.fetch("vgg16-imagenet-features"))
+
+
+class VGGFeatures(torch.nn.Module):
+    """VGG16 conv layers up to ``layer`` (e.g. "relu5_3"), global average pooled: images -> (N, channels)."""
+
+    def __init__(self, layer: str = "relu5_3", weights: str | os.PathLike | None = None) -> None:
+        super().__init__()
+        if layer not in _RELU_NAMES:
+            raise GenpriorError(f"unknown VGG16 layer {layer!r}; known: {', '.join(_RELU_NAMES)}")
+        self.layer = layer
+        sd = load_file(str(weights or vgg16_path()))
+        last = _RELU_NAMES[layer]
+        self.convs = torch.nn.ModuleList()
+        self.pool_after: list[bool] = []
+        for idx in _CONV_IDX:
+            if idx > last:
+                break
+            w, b = sd[f"features.{idx}.weight"].float(), sd[f"features.{idx}.bias"].float()
+            conv = torch.nn.Conv2d(w.shape[1], w.shape[0], 3, padding=1)
+            conv.weight.data.copy_(w)
+            conv.bias.data.copy_(b)
+            self.convs.append(conv)
+            self.pool_after.append(idx in _POOL_AFTER and idx != last)
+        self.register_buffer("mean", torch.tensor(VGG_MEAN).reshape(1, 3, 1, 1))
+        self.eval().requires_grad_(False)
+
+    @property
+    def dim(self) -> int:
+        return self.convs[-1].out_channels
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = _to_vgg_input(images) - self.mean
+        for conv, pool in zip(self.convs, self.pool_after):
+            x = F.relu(conv(x))
+            if pool:
+                x = F.max_pool2d(x, 2)
+        return x.mean(dim=[2, 3])
+
+
+def _to_vgg_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 or [0, 1] float (N, 1|3, H, W) -> float RGB 0..255, at least MIN_SIZE px."""
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise GenpriorError(f"images must be (N, 1 or 3, H, W), got {tuple(images.shape)}")
+    x = images.float() if images.dtype == torch.uint8 else images.float() * 255
+    if x.shape[1] == 1:
+        x = x.repeat(1, 3, 1, 1)
+    short = min(x.shape[2:])
+    if short < MIN_SIZE:
+        scale = MIN_SIZE / short
+        x = F.interpolate(x, size=(round(x.shape[2] * scale), round(x.shape[3] * scale)), mode="bilinear",
+                          align_corners=False)
+    return x
+
+
+_CACHE: dict[str, VGGFeatures] = {}
+
+
+def _model(layer: str) -> VGGFeatures:
+    if layer not in _CACHE:
+        _CACHE[layer] = VGGFeatures(layer)
+    return _CACHE[layer]
+
+
+@torch.no_grad()
+def vgg_features(images: torch.Tensor, *, layer: str = "relu5_3", batch: int = 50) -> np.ndarray:
+    """(N, D) float64 features of uint8 / [0, 1] images (N, C, H, W)."""
+    model = _model(layer)
+    out = [model(images[i:i + batch].cpu()).double().numpy() for i in range(0, images.shape[0], batch)]
+    return np.concatenate(out) if out else np.zeros((0, model.dim))
+
+
+def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, covariance) of (N, D) features, N >= 2."""
+    feats = np.asarray(feats, dtype=np.float64)
+    if feats.ndim != 2 or feats.shape[0] < 2:
+        raise GenpriorError(f"need features (N >= 2, D), got shape {feats.shape}")
+    return feats.mean(axis=0), np.cov(feats, rowvar=False)
+
+
+def _sqrt_psd(a: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric positive semi-definite matrix (negative eigenvalues clipped)."""
+    vals, vecs = np.linalg.eigh((a + a.T) / 2)
+    return (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+
+
+def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (N, D): FID's formula.
+
+    ``|mu_a - mu_b|² + tr(S_a) + tr(S_b) - 2 tr((S_a S_b)^½)``, with ``tr((S_a S_b)^½)`` computed as the sum of
+    the square roots of the eigenvalues of the symmetric PSD matrix ``S_a^½ S_b S_a^½`` (stable when the
+    covariances are singular, as they are with fewer samples than dimensions).
+    """
+    mu_a, s_a = feature_stats(feats_a)
+    mu_b, s_b = feature_stats(feats_b)
+    if mu_a.shape != mu_b.shape:
+        raise GenpriorError(f"feature sizes differ: {mu_a.shape[0]} vs {mu_b.shape[0]}")
+    root_a = _sqrt_psd(s_a)
+    m = root_a @ s_b @ root_a
+    eig = np.linalg.eigvalsh((m + m.T) / 2)
+    tr_covmean = np.sqrt(np.clip(eig, 0, None)).sum()
+    d = float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2 * tr_covmean)
+    return max(d, 0.0)
+
+
+@torch.no_grad()
+def generate_images(G: torch.nn.Module, n: int, *, seed: int = 123, batch: int = 50,
+                    truncation_psi: float = 1.0) -> torch.Tensor:
+    """``n`` uint8 samples (N, C, H, W) of a genprior generator from seeds ``seed .. seed + n - 1``."""
+    was_training = G.training
+    G.eval()
+    out = []
+    try:
+        for i in range(0, n, batch):
+            z = G.make_z(range(seed + i, seed + min(n, i + batch)))
+            img = G.render(G.latent_from_z(z, truncation_psi))
+            out.append((img * 255).round().clamp(0, 255).to(torch.uint8).cpu())
+    finally:
+        G.train(was_training)
+    return torch.cat(out)
+
+
+def fd_vgg(images_a: torch.Tensor, images_b: torch.Tensor, *, layer: str = "relu5_3") -> float:
+    """FD-VGG between two image sets (uint8 or [0, 1] float, N, C, H, W)."""
+    return frechet_distance(vgg_features(images_a, layer=layer), vgg_features(images_b, layer=layer))
+
+
+def fvd_vgg(G: torch.nn.Module, real_images: torch.Tensor | np.ndarray, n: int | None = None, *,
+            layer: str = "relu5_3", seed: int = 123, truncation_psi: float = 1.0) -> float:
+    """FD-VGG between ``n`` samples of ``G`` (default: as many as real images) and ``real_images``.
+
+    ``real_images`` are uint8 (N, C, H, W) (e.g. a held-out split), or precomputed features (N, D) as a
+    numpy array, to score many snapshots against the same reals cheaply.
+    """
+    if isinstance(real_images, np.ndarray):
+        real_feats = real_images
+        n = n or real_feats.shape[0]
+    else:
+        real_feats = vgg_features(real_images, layer=layer)
+        n = n or real_images.shape[0]
+    fake = generate_images(G, n, seed=seed, truncation_psi=truncation_psi)
+    return frechet_distance(vgg_features(fake, layer=layer), real_feats)

@@ -1,0 +1,64 @@
+"""BRGM MAP: the optimisation runs, lowers the energy and moves toward the truth (checks that can fail)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import genprior
+from genprior.methods import BRGM
+from genprior.methods.brgm import lr_at, official_weights
+
+
+class BoxDown(torch.nn.Module):
+    """x4 block average: the TF BRGM operator."""
+
+    def A(self, x):
+        return F.avg_pool2d(x, 4)
+
+
+def psnr(a, b):
+    return -10 * torch.log10((a - b).flatten(1).square().mean(1))
+
+
+def test_lr_schedule():
+    assert lr_at(0.0, 0.1, "cosine") == 0.0
+    assert lr_at(0.5, 0.1, "cosine") == pytest.approx(0.1)
+    assert lr_at(1.0, 0.1, "cosine") == pytest.approx(0.0)
+    assert lr_at(0.9, 0.1, "constant") == 0.1
+    with pytest.raises(ValueError):
+        lr_at(0.5, 0.1, "linear")
+
+
+def test_official_weights():
+    w = official_weights("superres", 32)
+    assert w["pixel_weight"] == pytest.approx(65.025) and w["cosine_weight"] == 1.0
+    assert official_weights("inpaint")["cosine_weight"] == 0.1
+
+
+def test_map_on_dcgan_moves_toward_the_truth():
+    torch.set_num_threads(1)
+    G = genprior.load_generator("dcgan-digiface64", device="cpu")
+    truth = G.render(torch.randn(2, 100, generator=torch.Generator().manual_seed(5)))
+    y = BoxDown().A(truth)
+    starts = []
+    method = BRGM(G, space="z", steps=60, lr=0.1, prior_weight=10, perceptual_size=32)
+    res = method(y, BoxDown(), seed=0, callback=lambda step, latent, terms: starts.append(latent.clone()) if step == 0 else None)
+    energy = res.history["energy"]
+    assert energy[-1] < 0.5 * energy[0], energy[::10]
+    start_img = G.render(starts[0])
+    assert (psnr(res.mean, truth) > psnr(start_img, truth) + 3).all()
+    assert res.mean.shape == truth.shape and res.latent.shape == (2, 100)
+    assert res.config["method"] == "brgm-map" and res.config["space"] == "z"
+
+
+def test_bad_settings_and_input(shared):
+    G = genprior.load_generator("dcgan-digiface64", device="cpu")
+    with pytest.raises(ValueError, match="no W space"):
+        BRGM(G, space="w+")
+    with pytest.raises(ValueError, match="NaN"):
+        BRGM(G, space="z", steps=1)(torch.full((1, 3, 16, 16), float("nan")), BoxDown())
+    S = genprior.load_generator(shared / "fixtures" / "stylegan2" / "B.pkl", device="cpu")
+    with pytest.raises(ValueError, match="use 'w\\+' or 'w'"):
+        BRGM(S, space="z")
