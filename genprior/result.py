@@ -19,9 +19,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
+from .io.atomic import _umask, atomic_path
 from .io.images import image_grid, save_image
 
-_TENSORS = ("mean", "std", "samples", "phi", "latent", "observation")
+_TENSORS = ("mean", "std", "samples", "phi", "latent", "latent_std", "observation")
 
 
 @dataclass
@@ -30,16 +31,19 @@ class Reconstruction:
 
     mean: the restoration (MAP image, or posterior mean); std: per-pixel posterior std (N, C, H, W);
     samples: (N, S, C, H, W) posterior samples; phi: per-pixel prior weight (BIGPrior); latent: the
-    generator latent of ``mean``; noise: StyleGAN2 noise maps used (name -> tensor).
+    generator latent of ``mean`` (the posterior mean μ for VI, whose std is latent_std); noise: StyleGAN2
+    noise maps used (name -> tensor).
     """
 
     mean: torch.Tensor
     latent: torch.Tensor | None = None
+    latent_std: torch.Tensor | None = None
     observation: torch.Tensor | None = None
     std: torch.Tensor | None = None
     samples: torch.Tensor | None = None
     phi: torch.Tensor | None = None
     noise: dict[str, torch.Tensor] = field(default_factory=dict)
+    images: dict[str, torch.Tensor] = field(default_factory=dict)  # extra pictures (N, C, H, W): truth, merged...
     seed: int | None = None
     config: dict[str, Any] = field(default_factory=dict)
     history: dict[str, Any] = field(default_factory=dict)
@@ -61,6 +65,7 @@ class Reconstruction:
         tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
         try:
             self._write(tmp)
+            os.chmod(tmp, 0o777 & ~_umask())
             if directory.exists():
                 shutil.rmtree(directory)
             os.replace(tmp, directory)
@@ -72,7 +77,9 @@ class Reconstruction:
     def _write(self, d: Path) -> None:
         tensors = {k: getattr(self, k).contiguous() for k in _TENSORS if getattr(self, k) is not None}
         tensors.update({f"noise.{k}": v.contiguous() for k, v in self.noise.items()})
-        save_file(tensors, str(d / "state.safetensors"), metadata={"genprior_version": self.version})
+        tensors.update({f"image.{k}": v.contiguous() for k, v in self.images.items()})
+        with atomic_path(d / "state.safetensors") as tmp:
+            save_file(tensors, str(tmp), metadata={"genprior_version": self.version})
         meta = {"seed": self.seed, "version": self.version, "config": self.config, "history": self.history}
         (d / "config.json").write_text(json.dumps(meta, indent=2, default=str))
         n = self.mean.shape[0]
@@ -87,6 +94,8 @@ class Reconstruction:
                 save_image(colormap(self.std[i]), d / f"std{tag}.png")
             if self.phi is not None:
                 save_image(colormap(self.phi[i], vmax=1.0), d / f"phi{tag}.png")
+            for name, img in self.images.items():
+                save_image(img[i], d / f"{name}{tag}.png")
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "Reconstruction":
@@ -94,7 +103,8 @@ class Reconstruction:
         tensors = load_file(str(d / "state.safetensors"))
         meta = json.loads((d / "config.json").read_text())
         noise = {k[6:]: v for k, v in tensors.items() if k.startswith("noise.")}
-        return cls(**{k: tensors.get(k) for k in _TENSORS}, noise=noise, seed=meta.get("seed"),
+        images = {k[6:]: v for k, v in tensors.items() if k.startswith("image.")}
+        return cls(**{k: tensors.get(k) for k in _TENSORS}, noise=noise, images=images, seed=meta.get("seed"),
                    config=meta.get("config", {}), history=meta.get("history", {}),
                    version=meta.get("version", __version__))
 

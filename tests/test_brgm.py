@@ -62,3 +62,19 @@ def test_bad_settings_and_input(shared):
     S = genprior.load_generator(shared / "fixtures" / "stylegan2" / "B.pkl", device="cpu")
     with pytest.raises(ValueError, match="use 'w\\+' or 'w'"):
         BRGM(S, space="z")
+
+
+def test_official_preset(shared):
+    S = genprior.load_generator(shared / "fixtures" / "stylegan2" / "B.pkl", device="cpu")
+    m = BRGM.official(S, "superres", 32)
+    assert (m.cfg.steps, m.cfg.lr, m.cfg.schedule, m.cfg.space) == (501, 0.1, "constant", "w+")
+    assert m.cfg.cosine_weight == 1.0 and m.cfg.perceptual_size == 256
+
+
+def test_map_w_plus_on_stylegan2_lowers_the_energy(shared):
+    S = genprior.load_generator(shared / "fixtures" / "stylegan2" / "B.pkl", device="cpu")
+    truth = S.render(S.mapping(S.make_z([4])))
+    y = BoxDown().A(truth)
+    res = BRGM(S, space="w+", steps=15, lr=0.05, perceptual_weight=0, stats_samples=1000)(y, BoxDown(), seed=0)
+    assert res.latent.shape == (1, S.num_ws, S.w_dim)
+    assert res.history["energy"][-1] < res.history["energy"][0]

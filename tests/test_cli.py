@@ -69,3 +69,43 @@ def test_models_list_and_offline_fetch(monkeypatch, tmp_path):
     assert res.exit_code == 1
     assert "brgm-ffhq.pkl" in res.output or "ffhq" in res.output
     assert str(tmp_path) in res.output
+
+
+def test_restore_simulated_superres(tmp_path, shared):
+    out = tmp_path / "out"
+    face = shared / "data" / "faces-utk64" / "75_0_0_20170117171021853.jpg"
+    res = run("restore", face, "-g", "dcgan-digiface64", "--task", "superres", "--factor", "4", "--simulate",
+              "--steps", "3", "-o", out)
+    assert res.exit_code == 0, res.output
+    d = out / face.stem
+    assert {"restored.png", "observation.png", "truth.png", "pseudo_inverse.png", "state.safetensors",
+            "config.json"} <= {p.name for p in d.iterdir()}
+    assert np.asarray(Image.open(d / "observation.png")).shape == (16, 16, 3)
+    import json
+
+    meta = json.loads((d / "config.json").read_text())
+    assert meta["config"]["physics"]["factor"] == 4 and "psnr" in meta["history"]["metrics"]["restored"]
+    again = run("restore", face, "-g", "dcgan-digiface64", "--task", "superres", "--simulate", "--steps", "3", "-o", out)
+    assert again.exit_code == 1 and "exists" in again.output
+
+
+def test_restore_inpaint_writes_merged_and_converts_grey(tmp_path, shared):
+    grey = shared / "data" / "brain-mri64" / "test" / "notumor_Te-noTr_0000.png"
+    res = run("restore", grey, "-g", "dcgan-digiface64", "--task", "inpaint", "--mask", "center", "--steps", "2",
+              "-o", tmp_path)
+    assert res.exit_code == 0, res.output
+    merged = np.asarray(Image.open(tmp_path / grey.stem / "merged.png"))
+    observed = np.asarray(Image.open(tmp_path / grey.stem / "observation.png"))
+    assert merged.shape == (64, 64, 3)  # the grey file became RGB for the colour generator
+    assert np.array_equal(merged[:10], observed[:10])  # observed pixels pasted back
+
+
+def test_restore_bad_input(tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    res = run("restore", bad, "-g", "dcgan-digiface64", "--task", "superres", "-o", tmp_path / "o")
+    assert res.exit_code == 1 and "not a readable image" in res.output
+    res = run("restore", tmp_path, "-g", "dcgan-digiface64", "--task", "denoise", "-o", tmp_path / "o")
+    assert res.exit_code == 1 and ("--sigma" in res.output or "not a readable image" in res.output)
+    res = run("restore", bad, "-g", "dcgan-digiface64", "--task", "superres", "--factor", "3", "-o", tmp_path / "o")
+    assert res.exit_code == 1 and "divisible" in res.output

@@ -21,7 +21,6 @@ import io
 import json
 import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -36,6 +35,7 @@ from ..devices import resolve_device
 from ..errors import CheckpointError
 from ..generators import Generator, build_generator
 from . import convert
+from .atomic import atomic_path
 from .pickles import load_pickle
 
 CONFIG_KEY = "genprior_config"
@@ -99,23 +99,13 @@ def build_from_state_dict(config: dict, sd: StateDict, source: str) -> Generator
 def save_native(G: Generator, path: str | os.PathLike, *, overwrite: bool = False,
                 extra: dict[str, Any] | None = None) -> Path:
     """Write ``G`` as safetensors with its config in the metadata, atomically; never overwrites by default."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; refusing to overwrite it")
     meta = {CONFIG_KEY: json.dumps(G.config), "genprior_version": __version__}
     for k, v in (extra or {}).items():
         meta[k] = v if isinstance(v, str) else json.dumps(v)
     tensors = {k: v.detach().contiguous().cpu() for k, v in G.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return Path(path)
 
 
 # ----------------------------------------------------------------------------- format readers

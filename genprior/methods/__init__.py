@@ -1,5 +1,6 @@
 """Restoration methods: each is configured once and called as ``method(y, physics)``."""
 
 from .brgm import BRGM
+from .vi import VariationalBRGM
 
-__all__ = ["BRGM"]
+__all__ = ["BRGM", "VariationalBRGM"]

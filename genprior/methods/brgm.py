@@ -82,6 +82,14 @@ class BRGM:
         self._stats: LatentStats | None = None
         self._perceptual: PerceptualDistance | None = None
 
+    @classmethod
+    def official(cls, G: Generator, task: str = "inpaint", factor: int = 1, **overrides: Any) -> "BRGM":
+        """BRGM-PyTorch's settings: W+, 501 steps of Adam at a constant lr 0.1, its λ's (see `official_weights`)."""
+        cfg = dict(space="w+", steps=501, lr=0.1, schedule="constant", perceptual_size=256,
+                   **official_weights(task, factor))
+        cfg.update(overrides)
+        return cls(G, **cfg)
+
     @property
     def stats(self) -> LatentStats:
         if self._stats is None:

@@ -1,0 +1,104 @@
+"""From an image file to a restoration: fit the image to the generator, build the forward model, run a method.
+
+The functions here are what ``genprior restore`` calls; a Python user can call them the same way.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .errors import GenpriorError
+from .generators import Generator
+from .io.images import IMAGE_SUFFIXES, read_image
+from .physics import Colorization, Denoising, Inpainting, Physics, SuperResolution, make_mask
+
+TASKS = ("superres", "inpaint", "denoise", "colorize")
+
+
+def list_images(path: str | Path) -> list[Path]:
+    """The image files at ``path`` (a file, or a folder's images in sorted order)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise GenpriorError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        return files
+    if not path.exists():
+        raise GenpriorError(f"{path}: no such file or folder")
+    return [path]
+
+
+def fit_square(x: torch.Tensor, size: int, *, what: str = "image") -> torch.Tensor:
+    """Centre-crop (1, C, H, W) to a square and resize to ``size`` (antialiased bicubic), warning when it changes."""
+    _, _, h, w = x.shape
+    if h != w:
+        s = min(h, w)
+        top, left = (h - s) // 2, (w - s) // 2
+        warnings.warn(f"{what}: {w}x{h} is not square; centre-cropped to {s}x{s}", stacklevel=2)
+        x = x[:, :, top : top + s, left : left + s]
+    if x.shape[-1] != size:
+        warnings.warn(f"{what}: resized from {x.shape[-1]}x{x.shape[-1]} to {size}x{size}", stacklevel=2)
+        x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+    return x
+
+
+def make_physics(task: str, G: Generator, *, factor: int = 4, kernel: str = "box", mask: str = "center",
+                 sigma: float = 0.0, seed: int = 0) -> Physics:
+    """The forward model for ``task`` on the generator's images (R x R, G.channels)."""
+    if task == "superres":
+        if G.resolution % factor:
+            raise GenpriorError(f"the super-resolution factor {factor} does not divide the generator's "
+                                f"resolution {G.resolution} (not divisible)")
+        return SuperResolution(factor, kernel, sigma=sigma)
+    if task == "inpaint":
+        return Inpainting(make_mask(mask, G.resolution, seed=seed), sigma=sigma)
+    if task == "denoise":
+        if sigma <= 0:
+            raise GenpriorError("denoising needs the noise level: pass --sigma (std in [0, 1] units)")
+        return Denoising(sigma)
+    if task == "colorize":
+        if G.channels != 3:
+            raise GenpriorError("colorization needs a colour generator; this one has 1 channel")
+        return Colorization(sigma=sigma)
+    raise GenpriorError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+
+
+def load_observation(path: str | Path, G: Generator, physics: Physics, task: str, *,
+                     simulate: bool = False, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(y, truth) for one file: y (1, C', H', W') on the forward model's grid.
+
+    With ``simulate`` the file is a clean image: it is fitted to the generator and degraded by the physics
+    (seeded noise), and returned as the truth too. Otherwise the file *is* the observation: a low-resolution
+    image for super-resolution (fitted to R/factor), a grey or colour image for colorization (converted to
+    grey), an image at the generator's size otherwise.
+    """
+    if simulate:
+        x = fit_square(read_image(path, channels=G.channels), G.resolution, what=str(path))
+        return physics(x, seed=seed), x
+    if task == "colorize":
+        x = fit_square(read_image(path, channels=3), G.resolution, what=str(path))
+        return physics.A(x), None
+    size = G.resolution // physics.factor if task == "superres" else G.resolution
+    y = fit_square(read_image(path, channels=G.channels), size, what=str(path))
+    return y, None
+
+
+def run_method(method: str, G: Generator, y: torch.Tensor, physics: Physics, *, steps: int | None = None,
+               samples: int = 16, seed: int = 0, progress: bool = True, **options: Any):
+    """Run ``map`` or ``vi`` on y; returns a `Reconstruction`."""
+    from .methods import BRGM, VariationalBRGM
+
+    space = "w+" if G.w_dim is not None else "z"
+    if method == "map":
+        kw = {"steps": steps} if steps else {}
+        return BRGM(G, space=space, progress=progress, **kw, **options)(y, physics, seed=seed)
+    if method == "vi":
+        kw = {"steps": steps} if steps else {}
+        return VariationalBRGM(G, space=space, num_samples=samples, progress=progress, **kw, **options)(
+            y, physics, seed=seed)
+    raise GenpriorError(f"unknown method {method!r}; choose map or vi")

@@ -1,0 +1,240 @@
+"""BIGPrior fusion: official net conformance, colorization AuC, training/testing runs, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from genprior.errors import GenpriorError
+from genprior.io.images import read_image
+from genprior.methods.bigprior import BIGPrior, read_official_state_dict
+from genprior.methods.bigprior_train import FusionTriples, experiment_dir, latest_epoch, test_fusion, train_fusion
+from genprior.methods.fusion_nets import BoundedPhi, DnCNNPhi
+from genprior.metrics import colorization_auc, rgb_to_lab
+
+CONFORMANCE_IMAGES = (250, 274, 299)
+
+
+@pytest.fixture(scope="module")
+def col(shared):
+    root = shared / "data"
+    paths = {"input": root / "bigprior-col-bedroom" / "input", "gan": root / "bigprior-col-bedroom" / "mGANoutput",
+             "ours": root / "bigprior-col-bedroom" / "OURoutput", "truth": root / "lsun256" / "bedroom",
+             "net": root / "bigprior-nets" / "col_bedroom_1"}
+    for p in paths.values():
+        if not p.is_dir():
+            pytest.fail(f"missing shared data folder {p}")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def official(col):
+    return BIGPrior.load(col["net"])
+
+
+def _stored(col, name, images):
+    return np.load(col["net"] / f"{name}.npy")[[i - 250 for i in images]]
+
+
+def _as_uint8(x: torch.Tensor) -> torch.Tensor:
+    """torchvision save_image's quantisation: clamp to [0, 1], then x·255 + 0.5 truncated."""
+    return (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+
+
+def _read_uint8(path) -> torch.Tensor:
+    return (read_image(path, 3) * 255).round().to(torch.uint8)
+
+
+# --------------------------------------------------------------------------- the official net
+
+def test_official_state_dict_loads_strictly(col):
+    sd = read_official_state_dict(col["net"] / "net_24.pth")
+    assert len(sd) == 92 and all(k.startswith("dncnn.") for k in sd)
+    net = DnCNNPhi(in_channels=1)
+    assert set(net.state_dict()) == set(sd)
+    net.load_state_dict(sd, strict=True)
+    assert sum(p.numel() for p in net.parameters()) == 557_184
+    assert sum(p.numel() for p in DnCNNPhi(in_channels=3).parameters()) == 558_336
+    model = BIGPrior.load(col["net"] / "net_24.pth")
+    assert (model.task, model.in_channels, model.kind) == ("colorization", 1, "dncnn")
+
+
+def test_official_net_reproduces_stored_outputs_and_metrics(col, official):
+    torch.set_num_threads(1)
+    y = torch.cat([read_image(col["input"] / f"{i}.webp", 1) for i in CONFORMANCE_IMAGES])
+    g = torch.cat([read_image(col["gan"] / f"{i}.webp", 3) for i in CONFORMANCE_IMAGES])
+    gt = torch.cat([read_image(col["truth"] / f"{i:04d}.webp", 3) for i in CONFORMANCE_IMAGES])
+    x, phi = official(y, g, clamp=False)
+    assert x.shape == phi.shape == (3, 3, 256, 256)
+    ref_x = torch.cat([_read_uint8(col["ours"] / f"{i}.webp") for i in CONFORMANCE_IMAGES])
+    ref_phi = torch.cat([_read_uint8(col["ours"] / f"{i}_phi.webp") for i in CONFORMANCE_IMAGES])
+    for ours, ref in ((_as_uint8(x), ref_x), (_as_uint8(phi), ref_phi)):
+        diff = (ours.int() - ref.int()).abs()
+        assert diff.max() <= 1  # float rounding at the .5 boundary only
+        assert (diff == 0).double().mean() > 0.9999
+    # the clamped public output equals the clamped float
+    assert torch.equal(official(y, g)[0], x.clamp(0, 1))
+    # the stored per-image metrics were computed on these unclamped floats
+    mse = (x.double() - gt.double()).pow(2).flatten(1).mean(1).numpy()
+    np.testing.assert_allclose(mse, _stored(col, "MSE", CONFORMANCE_IMAGES), rtol=1e-4)
+    np.testing.assert_allclose(phi.double().flatten(1).mean(1).numpy(), _stored(col, "Mphi", CONFORMANCE_IMAGES),
+                               atol=1e-5)
+    np.testing.assert_allclose(colorization_auc(x, gt).numpy(), _stored(col, "AUC", CONFORMANCE_IMAGES), atol=1e-3)
+
+
+# --------------------------------------------------------------------------- AuC
+
+def test_rgb_to_lab_matches_skimage():
+    skcolor = pytest.importorskip("skimage.color")
+    x = torch.rand(2, 3, 17, 9, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1  # includes out-of-range
+    ref = np.stack([skcolor.rgb2lab(t.permute(1, 2, 0).double().numpy()).transpose(2, 0, 1) for t in x])
+    np.testing.assert_allclose(rgb_to_lab(x).numpy(), ref, atol=1e-9)
+
+
+def test_auc_matches_a_direct_skimage_computation():
+    skcolor = pytest.importorskip("skimage.color")
+    gen = torch.Generator().manual_seed(1)
+    gt = torch.rand(2, 3, 20, 20, generator=gen)
+    x = (gt + 0.3 * torch.randn(2, 3, 20, 20, generator=gen)).clamp(0, 1)
+    ref = []
+    for a, b in zip(x, gt):
+        la, lb = (skcolor.rgb2lab(t.permute(1, 2, 0).double().numpy()) for t in (a, b))
+        de = np.sqrt(((la[..., 1:] - lb[..., 1:]) ** 2).sum(-1))
+        ref.append(np.mean([(de <= t).mean() for t in range(150)]) * 100)
+    np.testing.assert_allclose(colorization_auc(x, gt).numpy(), ref, atol=1e-9)
+    assert colorization_auc(gt, gt).tolist() == [100.0, 100.0]
+
+
+def test_auc_and_mse_of_stored_images_match_stored_metrics(col):
+    images = list(range(250, 256))
+    gt = torch.cat([read_image(col["truth"] / f"{i:04d}.webp", 3) for i in images])
+    gan = torch.cat([read_image(col["gan"] / f"{i}.webp", 3) for i in images])
+    ours = torch.cat([read_image(col["ours"] / f"{i}.webp", 3) for i in images])
+    # The GAN estimates were stored as the same 8-bit images the official test read: near-exact.
+    np.testing.assert_allclose(colorization_auc(gan, gt).numpy(), _stored(col, "AUC_GAN", images), atol=1e-4)
+    mse_gan = (gan.double() - gt.double()).pow(2).flatten(1).mean(1).numpy()
+    np.testing.assert_allclose(mse_gan, _stored(col, "MSE_GAN", images), rtol=1e-6)
+    # The official outputs were scored as unclamped floats but stored as 8-bit PNGs: 8-bit rounding and
+    # clamping differences (measured over all 50: |ΔAuC| <= 0.027, |ΔMSE| <= 1.7e-5).
+    np.testing.assert_allclose(colorization_auc(ours, gt).numpy(), _stored(col, "AUC", images), atol=0.05)
+    mse = (ours.double() - gt.double()).pow(2).flatten(1).mean(1).numpy()
+    np.testing.assert_allclose(mse, _stored(col, "MSE", images), atol=5e-5)
+
+
+# --------------------------------------------------------------------------- training and testing
+
+@pytest.fixture()
+def tiny(col):
+    return FusionTriples(col["input"], col["gan"], col["truth"], task="colorization", stems=range(250, 254), crop=64)
+
+
+def test_dataset_matches_stems_across_naming(tiny):
+    assert len(tiny) == 4 and tiny.stems == ["250", "251", "252", "253"]
+    item = tiny[0]
+    assert item["y"].shape == (1, 64, 64) and item["g"].shape == item["x"].shape == (3, 64, 64)
+    assert item["mask"] is None and item["stem"] == "250"
+
+
+@pytest.mark.parametrize("net,options", [("dncnn", {}), ("bounded", {})])
+def test_train_resume_and_new_ids(tiny, tmp_path, net, options):
+    torch.set_num_threads(1)
+    kw = dict(net=net, net_options=options, batch=2, seed=3, progress=False, name="col")
+    run = train_fusion(tiny, tmp_path, epochs=1, **kw)
+    assert run.name == "col_1" and latest_epoch(run) == 0
+    assert (run / "checkpoints" / "net_0.safetensors").is_file()
+    args = json.loads((run / "args.json").read_text())
+    assert args["net"] == net and args["task"] == "colorization" and args["lr"] == 0.01
+    hist = json.loads((run / "history.json").read_text())
+    assert hist["epoch"] == [0] and all(np.isfinite(hist[k][0]) for k in ("loss", "mse", "mean_phi", "psnr"))
+
+    again = train_fusion(tiny, tmp_path, epochs=2, **kw)  # continues the unfinished run
+    assert again == run and latest_epoch(run) == 1
+    hist = json.loads((run / "history.json").read_text())
+    assert hist["epoch"] == [0, 1]
+
+    fresh = train_fusion(tiny, tmp_path, epochs=2, resume=False, **kw)
+    assert fresh.name == "col_2"
+    assert json.loads((fresh / "history.json").read_text())["loss"] == pytest.approx(hist["loss"], rel=1e-5)
+    # resuming reproduces an uninterrupted run
+    a = BIGPrior.load(run).net.state_dict()
+    b = BIGPrior.load(fresh).net.state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
+
+    done = train_fusion(tiny, tmp_path, epochs=2, **kw)  # the latest run is complete: a new id
+    assert done.name == "col_3"
+
+    model = BIGPrior.load(run)
+    assert (model.kind, model.task, model.in_channels) == (net, "colorization", 1)
+    res = test_fusion(model, tiny, tmp_path / "test", progress=False)
+    assert set(res["per_image"]) == set(tiny.stems)
+    for s in tiny.stems:
+        for f in (f"{s}.png", f"{s}_phi.png", f"{s}.npy", f"{s}_phi.npy"):
+            assert (tmp_path / "test" / f).is_file()
+    arr = np.load(tmp_path / "test" / "250_phi.npy")
+    assert arr.shape == (3, 64, 64) and arr.dtype == np.float32
+    if net == "bounded":
+        assert res["mean"]["phi_outside"] == 0.0
+    for k in ("mse", "psnr", "ssim", "auc", "auc_gan", "mean_phi"):
+        assert np.isfinite(res["mean"][k])
+    with pytest.raises(FileExistsError):
+        test_fusion(model, tiny, tmp_path / "test", progress=False)
+
+
+def test_run_ids_do_not_collide_on_prefixes(tmp_path):
+    (tmp_path / "col_bedroom_7").mkdir()
+    (tmp_path / "col_x").mkdir()
+    assert experiment_dir(tmp_path, "col").name == "col_1"
+    assert experiment_dir(tmp_path, "col").name == "col_2"
+    assert experiment_dir(tmp_path, "col_bedroom").name == "col_bedroom_8"
+
+
+def test_bounded_phi_sees_g_and_mask():
+    net = BoundedPhi(in_channels=3, layers=4, features=8, use_mask=True)
+    y, g, m = torch.rand(2, 3, 16, 16) - 0.5, torch.rand(2, 3, 16, 16) - 0.5, torch.ones(2, 1, 16, 16)
+    phi = net(y, g, m)
+    assert phi.shape == (2, 3, 16, 16) and ((phi >= 0) & (phi <= 1)).all()
+    with pytest.raises(ValueError, match="mask"):
+        net(y, g, None)
+
+
+# --------------------------------------------------------------------------- bad input
+
+def test_mismatched_triples_name_the_missing_files(tmp_path, col):
+    for d in ("obs", "gan", "gt"):
+        (tmp_path / d).mkdir()
+    for i in (0, 1, 2):
+        shutil.copy(col["input"] / f"{i}.webp", tmp_path / "obs" / f"{i}.webp")
+        shutil.copy(col["truth"] / f"{i:04d}.webp", tmp_path / "gt" / f"{i:04d}.webp")
+    for i in (0, 2, 5):
+        shutil.copy(col["gan"] / f"{i}.webp", tmp_path / "gan" / f"{i}.webp")
+    with pytest.raises(GenpriorError, match=r"GAN estimate file\(s\) missing .* image\(s\) 1") as err:
+        FusionTriples(tmp_path / "obs", tmp_path / "gan", tmp_path / "gt", task="colorization")
+    assert "without an observation" in str(err.value) and "5" in str(err.value)
+    with pytest.raises(GenpriorError, match=r"truth file\(s\) missing .* 7"):
+        FusionTriples(tmp_path / "obs", tmp_path / "gan", tmp_path / "gt", task="colorization", stems=[0, 7])
+    with pytest.raises(GenpriorError, match="does not exist"):
+        FusionTriples(tmp_path / "obs", tmp_path / "nope", task="colorization")
+    ds = FusionTriples(tmp_path / "obs", tmp_path / "gan", tmp_path / "gt", task="colorization", stems=[0, 2])
+    assert ds.stems == ["0", "2"]
+
+
+def test_wrong_task_or_channels_are_clear_errors(official, tiny, tmp_path):
+    y3, g = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    with pytest.raises(GenpriorError, match=r"colorization with 1-channel .* 3 channel"):
+        official(y3, g)
+    with pytest.raises(GenpriorError, match="trained for colorization .* for inpainting"):
+        official(torch.rand(1, 1, 32, 32), g, task="inpainting")
+    with pytest.raises(GenpriorError, match="GAN estimate"):
+        official(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32))
+    rgb = BIGPrior(DnCNNPhi(in_channels=3, layers=3, features=8), "inpainting")
+    with pytest.raises(GenpriorError, match="trained for inpainting .* for colorization"):
+        test_fusion(rgb, tiny, tmp_path / "t", progress=False)
+    with pytest.raises(GenpriorError, match="needs 1-channel input"):
+        BIGPrior(DnCNNPhi(in_channels=3, layers=3, features=8), "colorization")
+    with pytest.raises(GenpriorError, match="is a colorization fusion net, not a denoising one"):
+        BIGPrior.load(official.source, task="denoising")

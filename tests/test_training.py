@@ -1,0 +1,177 @@
+"""StyleGAN2 training: tiny runs on a few real faces, exact resume, data errors, the Fréchet distance."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genprior import load_generator
+from genprior.training import DatasetError, StyleGAN2Discriminator, TrainingError, load_dataset, train
+from genprior.training.augment import diff_augment
+from genprior.training.data import load_mnist_idx
+from genprior.training.metrics import frechet_distance, vgg_features
+
+TINY = dict(resolution=16, batch=4, g_channel_base=128, g_channel_max=16, d_channel_base=128, d_channel_max=16,
+            z_dim=16, w_dim=16, mapping_layers=2, progress=False, mirror=True, seed=3)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def faces(shared, tmp_path_factory):
+    """A folder of 8 real faces (64x64 JPEG) from the shared UTKFace subset."""
+    src = shared / "data" / "faces-utk64"
+    out = tmp_path_factory.mktemp("faces8")
+    for f in sorted(src.glob("*.jpg"))[:8]:
+        shutil.copy(f, out / f.name)
+    return out
+
+
+def _state(path):
+    G = load_generator(path, device="cpu")
+    return G, G.state_dict()
+
+
+@pytest.mark.filterwarnings("ignore:.*not 16x16")
+def test_tiny_run_resume_is_exact(faces, tmp_path):
+    a = train(faces, tmp_path / "a", kimg=0.02, snapshot_kimg=0.012, **TINY)  # 5 steps, snapshot after 3
+    assert a["step"] == 5 and [h[0] for h in a["history"]] == [1, 2, 3, 4, 5]
+    assert all(math.isfinite(g) and math.isfinite(d) for _, g, d in a["history"])
+    names = {p.name for p in (tmp_path / "a").iterdir()}
+    for expected in ("checkpoint.json", "checkpoint-00000005.safetensors", "network-00000003.safetensors",
+                     "network-00000005.safetensors", "network-latest.safetensors", "samples-00000003.png",
+                     "samples-00000005.png", "reals.png", "log.txt", "stats.jsonl"):
+        assert expected in names
+    assert not any(n.endswith(".tmp") for n in names)
+    state = json.loads((tmp_path / "a" / "checkpoint.json").read_text())
+    assert state["step"] == 5 and state["cur_nimg"] == 20
+    G, _ = _state(tmp_path / "a" / "network-latest.safetensors")
+    assert (G.resolution, G.channels, G.z_dim) == (16, 3, 16)
+    assert Image.open(tmp_path / "a" / "samples-00000005.png").size == (128, 128)
+
+    b1 = train(faces, tmp_path / "b", kimg=0.012, snapshot_kimg=0.012, **TINY)  # stops after step 3
+    assert b1["step"] == 3
+    b2 = train(faces, tmp_path / "b", kimg=0.02, snapshot_kimg=0.012, **TINY)  # resumes: steps 4 and 5
+    assert [h[0] for h in b2["history"]] == [4, 5]
+    assert b2["history"] == a["history"][3:]  # the same losses as the uninterrupted run, bit for bit
+    _, sd_a = _state(tmp_path / "a" / "network-latest.safetensors")
+    _, sd_b = _state(tmp_path / "b" / "network-latest.safetensors")
+    assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+
+
+@pytest.mark.filterwarnings("ignore:.*not 16x16")
+def test_resume_refuses_another_config_and_interrupt_saves(faces, tmp_path):
+    train(faces, tmp_path, kimg=0.008, snapshot_kimg=1, **TINY)
+    with pytest.raises(TrainingError, match="z_dim"):
+        train(faces, tmp_path, kimg=0.016, snapshot_kimg=1, **{**TINY, "z_dim": 8})
+
+    def interrupt(msg: str) -> None:
+        if msg.startswith("kimg"):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(faces, tmp_path, kimg=1, snapshot_kimg=1, **{**TINY, "progress": True}, progress_sec=0, log=interrupt)
+    state = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert state["step"] == 3  # saved right after the interrupted step
+    assert signal.getsignal(signal.SIGINT) is not None
+
+
+def test_dataset_errors(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no images"):
+        load_dataset(tmp_path / "empty", resolution=16)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    Image.new("RGB", (16, 16)).save(bad / "ok.png")
+    (bad / "broken.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    with pytest.raises(DatasetError, match="broken.jpg"):
+        load_dataset(bad, resolution=16)
+    for res in (48, 3, 0):
+        with pytest.raises(DatasetError, match="power of two"):
+            load_dataset(bad, resolution=res)
+    with pytest.raises(DatasetError, match="power of two"):
+        train(bad, tmp_path / "run", resolution=24, kimg=1)
+    with pytest.raises(DatasetError, match="no such"):
+        load_dataset(tmp_path / "missing", resolution=16)
+
+
+def test_mixed_sizes_and_channels_are_converted_with_notice(tmp_path):
+    d = tmp_path / "mixed"
+    (d / "sub").mkdir(parents=True)
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(d / "a.webp", lossless=True)
+    Image.new("L", (40, 20), 77).save(d / "sub" / "b.png")
+    Image.new("RGBA", (16, 16), (0, 0, 255, 255)).save(d / "c.png")
+    lines = []
+    with pytest.warns(UserWarning, match="1 of 3 images are not 16x16"):
+        x = load_dataset(d, resolution=16, channels=1, log=lines.append)
+    assert x.shape == (3, 1, 16, 16) and x.dtype == torch.uint8
+    assert "-> grey" in lines[0] and "2 converted" in lines[0]
+    assert int(x[2].float().mean().round()) == 77  # sub/b.png, found recursively, cropped and resized
+    with pytest.warns(UserWarning, match="not 16x16"):
+        assert load_dataset(d / "sub", resolution=16, log=None).shape[1] == 1  # all grey: grey by default
+    assert load_dataset(d, resolution=16, log=None, max_images=1).shape[1] == 3  # colour: RGB by default
+
+
+def test_mnist_idx_is_padded(shared):
+    x = load_mnist_idx(shared / "data" / "digits" / "t10k-images-idx3-ubyte.gz", max_images=10, log=None)
+    assert x.shape == (10, 1, 32, 32) and x.dtype == torch.uint8
+    assert x[:, :, :2].sum() == 0 and x[:, :, :, -2:].sum() == 0 and x.max() > 200
+
+
+def test_discriminator_and_augment_shapes():
+    for ch in (1, 3):
+        D = StyleGAN2Discriminator(img_resolution=16, img_channels=ch, channel_base=128, channel_max=16)
+        x = torch.randn(8, ch, 16, 16, requires_grad=True)
+        y = D(diff_augment(x))
+        assert y.shape == (8, 1)
+        (g,) = torch.autograd.grad(y.sum(), x)
+        assert torch.isfinite(g).all() and g.abs().sum() > 0
+    with pytest.raises(ValueError, match="power of two"):
+        StyleGAN2Discriminator(img_resolution=24, img_channels=3)
+
+
+def _direct_fd(a: np.ndarray, b: np.ndarray) -> float:
+    """FID's formula with tr sqrt(S_a S_b) from the eigenvalues of the (non-symmetric) product."""
+    ma, mb = a.mean(0), b.mean(0)
+    sa, sb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    ev = np.linalg.eigvals(sa @ sb)
+    return float(((ma - mb) ** 2).sum() + np.trace(sa) + np.trace(sb) - 2 * np.sqrt(np.clip(ev.real, 0, None)).sum())
+
+
+def test_frechet_distance_matches_direct_computation():
+    rng = np.random.RandomState(0)
+    a = rng.randn(200, 6)
+    b = rng.randn(150, 6) @ rng.randn(6, 6) * 0.7 + 0.5
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-8)
+    assert frechet_distance(a, b) == pytest.approx(_direct_fd(a, b), rel=1e-6)
+    assert frechet_distance(a, a + 1) == pytest.approx(6, rel=1e-6)  # a pure shift: |mu| squared
+    # singular covariances (fewer samples than dimensions) stay finite and symmetric
+    c, d = rng.randn(5, 20), rng.randn(7, 20)
+    assert math.isfinite(frechet_distance(c, d))
+    assert frechet_distance(c, d) == pytest.approx(frechet_distance(d, c), rel=1e-6)
+
+
+def test_vgg_fd_same_vs_different(faces):
+    imgs = torch.from_numpy(np.stack([np.asarray(Image.open(f).resize((32, 32))) for f in sorted(faces.iterdir())]))
+    imgs = imgs.permute(0, 3, 1, 2).contiguous()
+    noise = torch.randint(0, 256, imgs.shape, generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    fa, fn = vgg_features(imgs), vgg_features(noise)
+    assert fa.shape == (8, 512)
+    assert frechet_distance(fa, fa) == pytest.approx(0, abs=1e-3)
+    assert frechet_distance(fa[:4], fa[4:]) < frechet_distance(fa, fn)
+    grey = vgg_features(imgs[:, :1])
+    assert grey.shape == (8, 512) and np.isfinite(grey).all()
