@@ -44,6 +44,7 @@ class Reconstruction:
     phi: torch.Tensor | None = None
     noise: dict[str, torch.Tensor] = field(default_factory=dict)
     images: dict[str, torch.Tensor] = field(default_factory=dict)  # extra pictures (N, C, H, W): truth, merged...
+    tensors: dict[str, torch.Tensor] = field(default_factory=dict)  # method-specific state (e.g. mGANprior codes)
     seed: int | None = None
     config: dict[str, Any] = field(default_factory=dict)
     history: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +79,7 @@ class Reconstruction:
         tensors = {k: getattr(self, k).contiguous() for k in _TENSORS if getattr(self, k) is not None}
         tensors.update({f"noise.{k}": v.contiguous() for k, v in self.noise.items()})
         tensors.update({f"image.{k}": v.contiguous() for k, v in self.images.items()})
+        tensors.update({f"tensor.{k}": v.contiguous() for k, v in self.tensors.items()})
         with atomic_path(d / "state.safetensors") as tmp:
             save_file(tensors, str(tmp), metadata={"genprior_version": self.version})
         meta = {"seed": self.seed, "version": self.version, "config": self.config, "history": self.history}
@@ -104,7 +106,9 @@ class Reconstruction:
         meta = json.loads((d / "config.json").read_text())
         noise = {k[6:]: v for k, v in tensors.items() if k.startswith("noise.")}
         images = {k[6:]: v for k, v in tensors.items() if k.startswith("image.")}
-        return cls(**{k: tensors.get(k) for k in _TENSORS}, noise=noise, images=images, seed=meta.get("seed"),
+        extra = {k[7:]: v for k, v in tensors.items() if k.startswith("tensor.")}
+        return cls(**{k: tensors.get(k) for k in _TENSORS}, noise=noise, images=images, tensors=extra,
+                   seed=meta.get("seed"),
                    config=meta.get("config", {}), history=meta.get("history", {}),
                    version=meta.get("version", __version__))
 

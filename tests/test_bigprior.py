@@ -12,11 +12,11 @@ import torch
 from genprior.errors import GenpriorError
 from genprior.io.images import read_image
 from genprior.methods.bigprior import BIGPrior, read_official_state_dict
-from genprior.methods.bigprior_train import FusionTriples, experiment_dir, latest_epoch, test_fusion, train_fusion
+from genprior.methods.bigprior_train import (FusionTriples, compare_to_reference, experiment_dir, latest_epoch,
+                                             test_fusion, train_fusion)
 from genprior.methods.fusion_nets import BoundedPhi, DnCNNPhi
 from genprior.metrics import colorization_auc, rgb_to_lab
 
-CONFORMANCE_IMAGES = (250, 274, 299)
 
 
 @pytest.fixture(scope="module")
@@ -64,26 +64,50 @@ def test_official_state_dict_loads_strictly(col):
 
 
 def test_official_net_reproduces_stored_outputs_and_metrics(col, official):
-    torch.set_num_threads(1)
-    y = torch.cat([read_image(col["input"] / f"{i}.webp", 1) for i in CONFORMANCE_IMAGES])
-    g = torch.cat([read_image(col["gan"] / f"{i}.webp", 3) for i in CONFORMANCE_IMAGES])
-    gt = torch.cat([read_image(col["truth"] / f"{i:04d}.webp", 3) for i in CONFORMANCE_IMAGES])
+    """Three 128x128 windows (top-left, bottom-right, centre) of three test images, to stay fast.
+
+    The DnCNN-17 sees 17 pixels around each output pixel, so outside a 17-pixel band along the window's inner
+    edges the outputs equal those of the full image; the image's own borders are inside the windows.
+    """
+    R, S, B = 17, 128, 256
+    windows = {250: (0, 0), 274: (B - S, B - S), 299: ((B - S) // 2, (B - S) // 2)}
+    for i, (top, left) in windows.items():
+        def win(t):
+            return t[..., top:top + S, left:left + S]
+        y = win(read_image(col["input"] / f"{i}.webp", 1))
+        g = win(read_image(col["gan"] / f"{i}.webp", 3))
+        x, phi = official(y, g, clamp=False)
+        assert x.shape == phi.shape == (1, 3, S, S)
+        valid = torch.zeros(S, S, dtype=torch.bool)
+        valid[R if top else 0:S - R if top + S < B else S, R if left else 0:S - R if left + S < B else S] = True
+        for ours, name in ((x, f"{i}.webp"), (phi, f"{i}_phi.webp")):
+            ref = win(_read_uint8(col["ours"] / name))
+            diff = (_as_uint8(ours).int() - ref.int()).abs()[..., valid]
+            assert diff.max() <= 1  # float rounding at the .5 boundary only
+            assert (diff == 0).double().mean() > 0.9999
+        assert torch.equal(official(y, g)[0], x.clamp(0, 1))  # the public output is the clamped float
+
+
+def test_official_net_float_outputs_give_stored_metrics(col, official):
+    """The stored per-image MSE, mean φ and AuC were computed on the unclamped float outputs: full image 255."""
+    i = 255
+    y, g = read_image(col["input"] / f"{i}.webp", 1), read_image(col["gan"] / f"{i}.webp", 3)
+    gt = read_image(col["truth"] / f"{i:04d}.webp", 3)
     x, phi = official(y, g, clamp=False)
-    assert x.shape == phi.shape == (3, 3, 256, 256)
-    ref_x = torch.cat([_read_uint8(col["ours"] / f"{i}.webp") for i in CONFORMANCE_IMAGES])
-    ref_phi = torch.cat([_read_uint8(col["ours"] / f"{i}_phi.webp") for i in CONFORMANCE_IMAGES])
-    for ours, ref in ((_as_uint8(x), ref_x), (_as_uint8(phi), ref_phi)):
-        diff = (ours.int() - ref.int()).abs()
-        assert diff.max() <= 1  # float rounding at the .5 boundary only
-        assert (diff == 0).double().mean() > 0.9999
-    # the clamped public output equals the clamped float
-    assert torch.equal(official(y, g)[0], x.clamp(0, 1))
-    # the stored per-image metrics were computed on these unclamped floats
     mse = (x.double() - gt.double()).pow(2).flatten(1).mean(1).numpy()
-    np.testing.assert_allclose(mse, _stored(col, "MSE", CONFORMANCE_IMAGES), rtol=1e-4)
-    np.testing.assert_allclose(phi.double().flatten(1).mean(1).numpy(), _stored(col, "Mphi", CONFORMANCE_IMAGES),
-                               atol=1e-5)
-    np.testing.assert_allclose(colorization_auc(x, gt).numpy(), _stored(col, "AUC", CONFORMANCE_IMAGES), atol=1e-3)
+    np.testing.assert_allclose(mse, _stored(col, "MSE", [i]), rtol=1e-5)
+    np.testing.assert_allclose(phi.double().mean().item(), _stored(col, "Mphi", [i]), atol=1e-6)
+    # measured over all 50 images: |ΔAuC| <= 0.0015 (float32 rounding moves a few pixels across a threshold)
+    np.testing.assert_allclose(colorization_auc(x, gt).numpy(), _stored(col, "AUC", [i]), atol=2e-3)
+
+
+def test_compare_to_reference_on_one_full_image(col, official):
+    ds = FusionTriples(col["input"], col["gan"], col["truth"], task="colorization", stems=[251])
+    res = compare_to_reference(official, ds, col["ours"], progress=False)
+    for what in ("output", "phi"):
+        assert res[what]["values"] == 3 * 256 * 256
+        assert res[what]["identical"] > 0.9999 and res[what]["max_diff"] <= 1
+    assert set(res["per_image"]) == {"251"}
 
 
 # --------------------------------------------------------------------------- AuC
@@ -129,19 +153,22 @@ def test_auc_and_mse_of_stored_images_match_stored_metrics(col):
 
 @pytest.fixture()
 def tiny(col):
-    return FusionTriples(col["input"], col["gan"], col["truth"], task="colorization", stems=range(250, 254), crop=64)
+    return FusionTriples(col["input"], col["gan"], col["truth"], task="colorization", stems=range(250, 254), crop=48)
 
 
 def test_dataset_matches_stems_across_naming(tiny):
     assert len(tiny) == 4 and tiny.stems == ["250", "251", "252", "253"]
     item = tiny[0]
-    assert item["y"].shape == (1, 64, 64) and item["g"].shape == item["x"].shape == (3, 64, 64)
+    assert item["y"].shape == (1, 48, 48) and item["g"].shape == item["x"].shape == (3, 48, 48)
     assert item["mask"] is None and item["stem"] == "250"
 
 
-@pytest.mark.parametrize("net,options", [("dncnn", {}), ("bounded", {})])
-def test_train_resume_and_new_ids(tiny, tmp_path, net, options):
+@pytest.mark.parametrize("net,options,augment", [("dncnn", {}, False), ("bounded", {}, True)])
+def test_train_resume_and_new_ids(col, tiny, tmp_path, net, options, augment):
     torch.set_num_threads(1)
+    if augment:  # random 64x64 crops and flips: resuming must restore the RNG too
+        tiny = FusionTriples(col["input"], col["gan"], col["truth"], task="colorization", stems=range(250, 254),
+                             crop=64, augment=True)
     kw = dict(net=net, net_options=options, batch=2, seed=3, progress=False, name="col")
     run = train_fusion(tiny, tmp_path, epochs=1, **kw)
     assert run.name == "col_1" and latest_epoch(run) == 0
@@ -165,7 +192,7 @@ def test_train_resume_and_new_ids(tiny, tmp_path, net, options):
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
 
-    done = train_fusion(tiny, tmp_path, epochs=2, **kw)  # the latest run is complete: a new id
+    done = train_fusion(tiny, tmp_path, epochs=1, **kw)  # the latest run is complete: a new id
     assert done.name == "col_3"
 
     model = BIGPrior.load(run)
@@ -176,7 +203,7 @@ def test_train_resume_and_new_ids(tiny, tmp_path, net, options):
         for f in (f"{s}.png", f"{s}_phi.png", f"{s}.npy", f"{s}_phi.npy"):
             assert (tmp_path / "test" / f).is_file()
     arr = np.load(tmp_path / "test" / "250_phi.npy")
-    assert arr.shape == (3, 64, 64) and arr.dtype == np.float32
+    assert arr.shape == (3, tiny.crop, tiny.crop) and arr.dtype == np.float32
     if net == "bounded":
         assert res["mean"]["phi_outside"] == 0.0
     for k in ("mse", "psnr", "ssim", "auc", "auc_gan", "mean_phi"):

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..errors import GenpriorError
+from ..io.atomic import atomic_path
 from ..io.images import IMAGE_SUFFIXES, read_image, save_image
 from ..metrics import colorization_auc, psnr, ssim
 from .bigprior import BIGPrior, check_task_name, task_channels
@@ -76,17 +76,18 @@ class FusionTriples(torch.utils.data.Dataset):
     ``stems``: the images to use (names or numbers; default: every observation). Every selected image must
     be in every folder, otherwise `GenpriorError` names the missing files. ``truths`` may be None (testing
     without ground truth). Colorization observations are read as 1-channel grey; denoising observations may be
-    float ``.npy`` arrays (H, W, 3) in [0, 1] scale (not clipped). ``crop``: a centred square crop size.
+    float ``.npy`` arrays (H, W, 3) in [0, 1] scale (not clipped). ``crop``: a square crop size, centred
+    unless ``augment``; ``augment``: random crop position and random horizontal flip (torch's global RNG).
     Items are dicts with tensors ``y`` (C_y, H, W), ``g`` (3, H, W), ``x`` (3, H, W) or None, ``mask``
     (1, H, W) or None and the ``stem``.
     """
 
     def __init__(self, observations: str | os.PathLike, estimates: str | os.PathLike,
                  truths: str | os.PathLike | None = None, *, task: str, masks: str | os.PathLike | None = None,
-                 stems: list | range | None = None, crop: int | None = None):
+                 stems: list | range | None = None, crop: int | None = None, augment: bool = False):
         self.task = check_task_name(task)
         self.channels = task_channels(task)
-        self.crop = crop
+        self.crop, self.augment = crop, bool(augment)
         folders = {"observation": Path(observations), "GAN estimate": Path(estimates)}
         if truths is not None:
             folders["truth"] = Path(truths)
@@ -122,7 +123,8 @@ class FusionTriples(torch.utils.data.Dataset):
         return len(self.stems)
 
     def describe(self) -> dict:
-        return {"task": self.task, "folders": self.folders, "stems": self.stems, "crop": self.crop}
+        return {"task": self.task, "folders": self.folders, "stems": self.stems, "crop": self.crop,
+                "augment": self.augment}
 
     def _read(self, path: Path, channels: int) -> torch.Tensor:
         if path.suffix.lower() == ".npy":
@@ -134,14 +136,14 @@ class FusionTriples(torch.utils.data.Dataset):
             return t
         return read_image(path, channels)[0]
 
-    def _crop(self, t: torch.Tensor | None) -> torch.Tensor | None:
-        if t is None or not self.crop:
+    @staticmethod
+    def _crop(t: torch.Tensor | None, box: tuple[int, int, int] | None, flip: bool) -> torch.Tensor | None:
+        if t is None:
             return t
-        h, w = t.shape[-2:]
-        if self.crop > min(h, w):
-            raise GenpriorError(f"crop {self.crop} is larger than the image ({h}x{w})")
-        top, left = (h - self.crop) // 2, (w - self.crop) // 2
-        return t[..., top:top + self.crop, left:left + self.crop]
+        if box is not None:
+            top, left, size = box
+            t = t[..., top:top + size, left:left + size]
+        return t.flip(-1) if flip else t
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         f = self.files[i]
@@ -154,8 +156,21 @@ class FusionTriples(torch.utils.data.Dataset):
         if len(set(sizes.values())) > 1:
             raise GenpriorError(f"image {self.stems[i]}: sizes differ: " +
                                 ", ".join(f"{k} {v[0]}x{v[1]}" for k, v in sizes.items()))
-        return {"y": self._crop(y), "g": self._crop(g), "x": self._crop(x), "mask": self._crop(mask),
-                "stem": self.stems[i]}
+        box, flip = None, False
+        if self.crop:
+            h, w = y.shape[-2:]
+            if self.crop > min(h, w):
+                raise GenpriorError(f"crop {self.crop} is larger than image {self.stems[i]} ({h}x{w})")
+            if self.augment:
+                top = int(torch.randint(0, h - self.crop + 1, ()))
+                left = int(torch.randint(0, w - self.crop + 1, ()))
+            else:
+                top, left = (h - self.crop) // 2, (w - self.crop) // 2
+            box = (top, left, self.crop)
+        if self.augment:
+            flip = bool(torch.rand(()) < 0.5)
+        return {"y": self._crop(y, box, flip), "g": self._crop(g, box, flip), "x": self._crop(x, box, flip),
+                "mask": self._crop(mask, box, flip), "stem": self.stems[i]}
 
 
 def _collate(items: list[dict]) -> dict[str, Any]:
@@ -168,16 +183,9 @@ def _collate(items: list[dict]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- files
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _atomic_write(path: Path, write, overwrite: bool = True) -> None:
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        write(str(tmp))
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -256,7 +264,7 @@ _RESUME_IGNORED = ("epochs", "progress", "device", "resume")
 
 def train_fusion(dataset: FusionTriples, out_root: str | os.PathLike, *, net: str = "dncnn",
                  task: str | None = None, name: str | None = None, epochs: int = 25, batch: int = 8,
-                 lr: float = 0.01, phi_weight: float = 1e-5, t0_epochs: float = 16, seed: int = 0,
+                 lr: float = 0.01, phi_weight: float = 1e-5, t0_epochs: int = 16, seed: int = 0,
                  resume: bool = True, net_options: dict | None = None, shuffle: bool = True,
                  device: str | torch.device = "cpu", progress: bool = True) -> Path:
     """Train a φ-net on ``dataset``; returns the run folder ``<out_root>/<name>_<id>``.
@@ -275,8 +283,9 @@ def train_fusion(dataset: FusionTriples, out_root: str | os.PathLike, *, net: st
         raise GenpriorError(f"train_fusion was asked for {task} but the dataset is for {dataset.task}")
     if "truth" not in dataset.folders:
         raise GenpriorError("training needs the truth images: give FusionTriples a truths folder")
-    if epochs < 1 or batch < 1:
-        raise GenpriorError(f"epochs and batch must be >= 1, got {epochs} and {batch}")
+    for what, v in (("epochs", epochs), ("batch", batch), ("t0_epochs", t0_epochs)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise GenpriorError(f"{what} must be an integer >= 1, got {v!r}")
     name = name or f"{task}_{net}"
     out_root = Path(out_root)
     opts = dict(net_options or {})
@@ -315,7 +324,9 @@ def train_fusion(dataset: FusionTriples, out_root: str | os.PathLike, *, net: st
         e = start - 1
         model.load_state_dict(load_file(str(ck / f"net_{e}.safetensors")))
         meta = json.loads((ck / f"train_{e}.json").read_text())
-        opt.load_state_dict(_optimizer_state(load_file(str(ck / f"train_{e}.safetensors")), meta["optimizer"]))
+        state = load_file(str(ck / f"train_{e}.safetensors"))
+        torch.set_rng_state(state.pop("rng.torch"))
+        opt.load_state_dict(_optimizer_state(state, meta["optimizer"]))
         sched.load_state_dict(meta["scheduler"])
         history = json.loads((run / "history.json").read_text())
         for k in history:
@@ -362,6 +373,7 @@ def train_fusion(dataset: FusionTriples, out_root: str | os.PathLike, *, net: st
         meta = fusion.metadata({"run": run.name, "epoch": epoch})
         _atomic_write(ck / f"net_{epoch}.safetensors", lambda tmp: save_file(sd, tmp, metadata=meta))
         tensors, opt_meta = _optimizer_tensors(opt)
+        tensors["rng.torch"] = torch.get_rng_state()
         _atomic_write(ck / f"train_{epoch}.safetensors", lambda tmp: save_file(tensors, tmp))
         _write_json(run / "history.json", history)
         _write_json(ck / f"train_{epoch}.json", {"epoch": epoch, "optimizer": opt_meta,
@@ -372,13 +384,10 @@ def train_fusion(dataset: FusionTriples, out_root: str | os.PathLike, *, net: st
 # --------------------------------------------------------------------------- testing
 
 def _save_npy(path: Path, arr: np.ndarray, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; refusing to overwrite it")
-
     def w(tmp):
         with open(tmp, "wb") as f:
             np.save(f, arr, allow_pickle=False)
-    _atomic_write(path, w)
+    _atomic_write(path, w, overwrite)
 
 
 def test_fusion(model: BIGPrior | str | os.PathLike, dataset: FusionTriples, out_dir: str | os.PathLike, *,
@@ -429,3 +438,51 @@ def test_fusion(model: BIGPrior | str | os.PathLike, dataset: FusionTriples, out
 
 
 test_fusion.__test__ = False  # not a pytest test
+
+
+# --------------------------------------------------------------------------- conformance to stored outputs
+
+def _quantise(x: torch.Tensor) -> torch.Tensor:
+    """torchvision ``save_image``'s 8-bit values: clamp to [0, 1], then ``x·255 + 0.5`` truncated."""
+    return (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+
+
+def compare_to_reference(model: BIGPrior | str | os.PathLike, dataset: FusionTriples,
+                         reference: str | os.PathLike, *, progress: bool = True) -> dict:
+    """Pixel agreement of ``model``'s outputs and φ maps with stored 8-bit ones (``<stem>.*``, ``<stem>_phi.*``).
+
+    The model's float outputs are quantised as torchvision's ``save_image`` (the official test's writer) and
+    compared with the reference images. Returns, for "output" and "phi", the fraction of identical 8-bit values
+    (``identical``), the largest difference in grey levels (``max_diff``) over all images, and per image.
+    """
+    fusion = model if isinstance(model, BIGPrior) else BIGPrior.load(model)
+    fusion.check(task=dataset.task, channels=dataset.channels)
+    ref = _index_folder(Path(reference), "reference")
+    result: dict[str, Any] = {"per_image": {}}
+    totals = {k: [0, 0, 0] for k in ("output", "phi")}  # identical, count, max
+    for i in tqdm(range(len(dataset)), desc="compare", disable=not progress, leave=False):
+        item = dataset[i]
+        stem = item["stem"]
+        missing = [k for k in (stem, f"{stem}_phi") if k not in ref]
+        if missing:
+            raise GenpriorError(f"no reference image for {', '.join(missing)} in {reference}")
+        mask = None if item["mask"] is None else item["mask"][None]
+        x, phi = fusion(item["y"][None], item["g"][None], mask, clamp=False)
+        row = {}
+        for what, ours, key in (("output", x, stem), ("phi", phi, f"{stem}_phi")):
+            theirs = (read_image(ref[key], 3) * 255).round().to(torch.uint8)
+            if theirs.shape != ours.shape:
+                raise GenpriorError(f"{ref[key]}: shape {tuple(theirs.shape)} differs from the output's "
+                                    f"{tuple(ours.shape)}")
+            diff = (_quantise(ours.cpu()).int() - theirs.int()).abs()
+            same, mx = int((diff == 0).sum()), int(diff.max())
+            t = totals[what]
+            t[0], t[1], t[2] = t[0] + same, t[1] + diff.numel(), max(t[2], mx)
+            row[what] = {"identical": same / diff.numel(), "max_diff": mx}
+        result["per_image"][stem] = row
+    for what, (same, count, mx) in totals.items():
+        result[what] = {"identical": same / max(count, 1), "max_diff": mx, "values": count}
+    return result
+
+
+__all__ += ["compare_to_reference"]

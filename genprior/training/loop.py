@@ -426,8 +426,9 @@ def _train(*, data, out_dir: Path, resolution, channels, kimg, batch, g_channel_
                    train_hours=train_sec / 3600, time=now, **means)
         with open(out_dir / "stats.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
+        r1_text = f"{means['r1']:.4f}" if "r1" in means else "  -   "
         say(f"kimg {cur_nimg / 1000:9.3f}  step {step:7d}  G {means['loss_G']:.3f}  D {means['loss_D']:.3f}  "
-            f"R1 {means.get('r1', float('nan')):.4f}  D(real) {means['logit_real']:+.2f}  "
+            f"R1 {r1_text}  D(real) {means['logit_real']:+.2f}  "
             f"D(fake) {means['logit_fake']:+.2f}  sec/kimg {sec_per_kimg:7.1f}  kimg/h {3600 / sec_per_kimg:6.1f}  "
             f"trained {train_sec / 3600:.2f} h")
         result_stats.update(rec)

@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 
 from ..errors import GenpriorError
 
-__all__ = ["VGGFeatures", "vgg_features", "frechet_distance", "fd_vgg", "fvd_vgg", "feature_stats", "vgg16_path"]
+__all__ = ["VGGFeatures", "vgg_features", "frechet_distance", "fd_vgg", "fvd_vgg", "feature_stats", "vgg16_path",
+           "generate_images", "score_snapshots"]
 
 VGG_MEAN = (123.68, 116.779, 103.939)
 # torchvision ``features`` indices: conv layers and the ReLU names after them
@@ -34,7 +35,7 @@ def vgg16_path() -> Path:
     """The VGG16 feature weights: through the zoo (shared folder or cache)."""
     from ..io import zoo
 
-    return Path(zoo.fetch("vgg16-imagenet-features"))
+    return Path(zoo.fetch("vgg16-imagenet-features", progress=False))
 
 
 class VGGFeatures(torch.nn.Module):
@@ -176,3 +177,28 @@ def fvd_vgg(G: torch.nn.Module, real_images: torch.Tensor | np.ndarray, n: int |
         n = n or real_images.shape[0]
     fake = generate_images(G, n, seed=seed, truncation_psi=truncation_psi)
     return frechet_distance(vgg_features(fake, layer=layer), real_feats)
+
+
+def score_snapshots(run_dir: str | os.PathLike, real_images: torch.Tensor, n: int | None = None, *,
+                    layer: str = "relu5_3", every: int = 1) -> list[dict]:
+    """FD-VGG of every ``every``-th exported snapshot (``network-<step>.safetensors``) of a training run.
+
+    Returns one record per snapshot, in step order: step, kimg, cpu_hours (from the file's metadata), fd_vgg.
+    """
+    import json
+
+    from safetensors import safe_open
+
+    from ..io.checkpoints import load_generator
+
+    real_feats = vgg_features(real_images, layer=layer)
+    files = sorted(p for p in Path(run_dir).glob("network-*.safetensors") if p.stem != "network-latest")
+    out = []
+    for path in files[::every]:
+        with safe_open(str(path), "pt") as f:
+            info = json.loads((f.metadata() or {}).get("training", "{}"))
+        G = load_generator(path, device="cpu")
+        out.append(dict(file=path.name, step=info.get("step"), kimg=info.get("kimg"),
+                        cpu_hours=info.get("cpu_hours"), fd_vgg=fvd_vgg(G, real_feats, n or real_feats.shape[0],
+                                                                         layer=layer)))
+    return out
