@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -143,6 +142,45 @@ def restore(inputs, generator, task, method, factor, kernel, mask, sigma, sample
                 mtr = res.history["metrics"]
                 note = f" PSNR {mtr['restored']['psnr']:.2f} dB (pseudo-inverse {mtr['pseudo_inverse']['psnr']:.2f})"
             click.echo(f"{path.name}: wrote {output / path.stem}{note}")
+
+    _run(go)
+
+
+@main.command()
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--resolution", type=int, required=True, help="Power of two; images are fitted to it.")
+@click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Grey or RGB (default: the data's).")
+@click.option("--kimg", type=float, required=True, help="Train until this many thousand real images were shown.")
+@click.option("--batch", type=int, default=16, show_default=True)
+@click.option("--g-channel-base", type=int, default=4096, show_default=True)
+@click.option("--g-channel-max", type=int, default=128, show_default=True)
+@click.option("--d-channel-base", type=int, default=4096, show_default=True)
+@click.option("--d-channel-max", type=int, default=128, show_default=True)
+@click.option("--z-dim", type=int, default=128, show_default=True)
+@click.option("--w-dim", type=int, default=128, show_default=True)
+@click.option("--mapping-layers", type=int, default=4, show_default=True)
+@click.option("--lr", type=float, default=0.0025, show_default=True)
+@click.option("--r1-gamma", type=float, default=None, help="R1 weight (default: from the resolution).")
+@click.option("--ema-kimg", type=float, default=None, help="EMA half-life in kimg (default: from the batch).")
+@click.option("--augment", type=click.Choice(["diffaugment", "none"]), default="diffaugment", show_default=True)
+@click.option("--mirror", is_flag=True, help="Add horizontal flips of the data.")
+@click.option("--snapshot-kimg", type=float, default=2.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--holdout", type=int, default=0, show_default=True, help="Keep the last N images (sorted) out.")
+@click.option("--threads", type=int, default=1, show_default=True, help="CPU threads.")
+@click.option("--progress-sec", type=float, default=60.0, show_default=True, help="Seconds between progress lines.")
+def train(data, out_dir, channels, **kw) -> None:  # noqa: ANN001
+    """Train (or resume) a StyleGAN2 on DATA (image folder, .zip, or MNIST idx file); snapshots go to OUT_DIR."""
+    from .training import loop
+
+    def go() -> None:
+        try:
+            loop.train(data, out_dir, channels=int(channels) if channels else None, num_threads=kw.pop("threads"),
+                       **kw)
+        except KeyboardInterrupt:
+            click.echo("interrupted: a snapshot was saved; run the same command to resume", err=True)
+            sys.exit(130)
 
     _run(go)
 

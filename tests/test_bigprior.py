@@ -152,6 +152,15 @@ def test_auc_and_mse_of_stored_images_match_stored_metrics(col):
 # --------------------------------------------------------------------------- training and testing
 
 @pytest.fixture()
+def one_thread():
+    """Training runs use one thread (the machines running the tests are shared); restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture()
 def tiny(col):
     return FusionTriples(col["input"], col["gan"], col["truth"], task="colorization", stems=range(250, 254), crop=48)
 
@@ -164,8 +173,7 @@ def test_dataset_matches_stems_across_naming(tiny):
 
 
 @pytest.mark.parametrize("net,options,augment", [("dncnn", {}, False), ("bounded", {}, True)])
-def test_train_resume_and_new_ids(col, tiny, tmp_path, net, options, augment):
-    torch.set_num_threads(1)
+def test_train_resume_and_new_ids(col, tiny, tmp_path, net, options, augment, one_thread):
     if augment:  # random 64x64 crops and flips: resuming must restore the RNG too
         tiny = FusionTriples(col["input"], col["gan"], col["truth"], task="colorization", stems=range(250, 254),
                              crop=64, augment=True)

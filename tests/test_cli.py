@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -109,3 +108,25 @@ def test_restore_bad_input(tmp_path):
     assert res.exit_code == 1 and ("--sigma" in res.output or "not a readable image" in res.output)
     res = run("restore", bad, "-g", "dcgan-digiface64", "--task", "superres", "--factor", "3", "-o", tmp_path / "o")
     assert res.exit_code == 1 and "divisible" in res.output
+
+
+def test_train_tiny_run_and_empty_folder(tmp_path, shared):
+    import shutil
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for f in sorted((shared / "data" / "faces-utk64").iterdir())[:8]:
+        shutil.copy(f, data / f.name)
+    out = tmp_path / "run"
+    args = ["train", data, out, "--resolution", "16", "--kimg", "0.016", "--batch", "8", "--g-channel-base", "256",
+            "--g-channel-max", "32", "--d-channel-base", "256", "--d-channel-max", "32", "--z-dim", "16", "--w-dim",
+            "16", "--mapping-layers", "2", "--snapshot-kimg", "0.008", "--progress-sec", "0"]
+    res = run(*args)
+    assert res.exit_code == 0, res.output
+    G = genprior.load_generator(out / "network-latest.safetensors", device="cpu")
+    assert (G.resolution, G.channels, G.z_dim) == (16, 3, 16)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = run("train", empty, tmp_path / "run2", "--resolution", "16", "--kimg", "1")
+    assert res.exit_code == 1
+    assert "empty" in res.output.lower() or "no images" in res.output.lower(), res.output

@@ -91,22 +91,35 @@ def conv2d_resample(
     f: torch.Tensor | None = None,
     *,
     up: int = 1,
+    down: int = 1,
     padding: int = 0,
     groups: int = 1,
     flip_weight: bool = True,
 ) -> torch.Tensor:
-    """2-D convolution with optional 2x up-sampling, as StyleGAN2 composes them.
+    """2-D convolution with optional 2x up- or down-sampling, as StyleGAN2 composes them.
 
     Up-sampling is a stride-``up`` transposed convolution (weights transposed, not flipped) followed by
-    the FIR filter ``f``; without up-sampling it is a plain ``conv2d`` (cross-correlation when
-    ``flip_weight``, as torch does).
+    the FIR filter ``f``; down-sampling filters first, then convolves with stride ``down`` (a 1x1 kernel
+    subsamples in the filter instead); otherwise a plain ``conv2d`` (cross-correlation when ``flip_weight``,
+    as torch does).
 
     Args:
-        x: (N, I*groups, H, W). w: (O, I, kh, kw). f: (fh, fw) filter, needed when up > 1.
+        x: (N, I*groups, H, W). w: (O, I, kh, kw). f: (fh, fw) filter, needed when up > 1 or down > 1.
     Returns:
-        (N, O, H*up, W*up) for "same" padding.
+        (N, O, H*up/down, W*up/down) for "same" padding.
     """
     out_ch, in_per_group, kh, kw = w.shape
+    if down > 1:
+        assert up == 1 and f is not None, "down-sampling needs a resample filter and no up-sampling"
+        fw = f.shape[-1]
+        p0, p1 = padding + (fw - down + 1) // 2, padding + (fw - down) // 2
+        if not flip_weight:
+            w = w.flip([2, 3])
+        if kw == 1 and kh == 1:
+            x = upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1))
+            return F.conv2d(x, w.to(x.dtype), groups=groups)
+        x = upfirdn2d(x, f, padding=(p0, p1, p0, p1))
+        return F.conv2d(x, w.to(x.dtype), stride=down, groups=groups)
     if up == 1:
         if not flip_weight:
             w = w.flip([2, 3])

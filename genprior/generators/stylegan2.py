@@ -157,13 +157,13 @@ class ToRGBLayer(nn.Module):
 
 
 class Conv2dLayer(nn.Module):
-    """Equalised-learning-rate convolution with optional 2x up-sampling (the resnet skip path)."""
+    """Equalised-learning-rate convolution with optional 2x up- or down-sampling (skip paths, discriminator)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, bias: bool = True,
-                 activation: str = "linear", up: int = 1, resample_filter: list[int] = (1, 3, 3, 1),
+                 activation: str = "linear", up: int = 1, down: int = 1, resample_filter: list[int] = (1, 3, 3, 1),
                  conv_clamp: float | None = None) -> None:
         super().__init__()
-        self.activation, self.up, self.conv_clamp = activation, up, conv_clamp
+        self.activation, self.up, self.down, self.conv_clamp = activation, up, down, conv_clamp
         self.register_buffer("resample_filter", ops.setup_filter(list(resample_filter)))
         self.padding = kernel_size // 2
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
@@ -173,7 +173,7 @@ class Conv2dLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         w = self.weight * self.weight_gain
-        x = ops.conv2d_resample(x, w, self.resample_filter, up=self.up, padding=self.padding,
+        x = ops.conv2d_resample(x, w, self.resample_filter, up=self.up, down=self.down, padding=self.padding,
                                 flip_weight=(self.up == 1))
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return ops.bias_act(x, self.bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp)

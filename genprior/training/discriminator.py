@@ -12,41 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..generators import ops
-from ..generators.stylegan2 import FullyConnectedLayer
-
-
-class DownConv2dLayer(nn.Module):
-    """Equalised-learning-rate convolution with optional FIR-filtered 2x down-sampling, bias and lrelu."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, bias: bool = True,
-                 activation: str = "linear", down: int = 1, resample_filter: tuple[int, ...] = (1, 3, 3, 1),
-                 conv_clamp: float | None = None) -> None:
-        super().__init__()
-        self.activation, self.down, self.conv_clamp = activation, down, conv_clamp
-        self.register_buffer("resample_filter", ops.setup_filter(list(resample_filter)))
-        self.padding = kernel_size // 2
-        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
-        self.act_gain = ops.SQRT2 if activation == "lrelu" else 1.0
-        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
-        self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
-
-    def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
-        w = self.weight * self.weight_gain
-        if self.down == 1:
-            x = torch.nn.functional.conv2d(x, w, padding=self.padding)
-        else:
-            fw = self.resample_filter.shape[-1]
-            p0 = self.padding + (fw - self.down + 1) // 2
-            p1 = self.padding + (fw - self.down) // 2
-            if w.shape[-1] == 1:  # blur-and-subsample, then a 1x1 convolution
-                x = ops.upfirdn2d(x, self.resample_filter, down=self.down, padding=(p0, p1, p0, p1))
-                x = torch.nn.functional.conv2d(x, w)
-            else:  # blur, then a strided convolution
-                x = ops.upfirdn2d(x, self.resample_filter, padding=(p0, p1, p0, p1))
-                x = torch.nn.functional.conv2d(x, w, stride=self.down)
-        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return ops.bias_act(x, self.bias, act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+from ..generators.stylegan2 import Conv2dLayer, FullyConnectedLayer
 
 
 class DiscriminatorBlock(nn.Module):
@@ -57,11 +23,11 @@ class DiscriminatorBlock(nn.Module):
         super().__init__()
         self.in_channels = in_channels
         if in_channels == 0:
-            self.fromrgb = DownConv2dLayer(img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp)
-        self.conv0 = DownConv2dLayer(tmp_channels, tmp_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
-        self.conv1 = DownConv2dLayer(tmp_channels, out_channels, 3, activation="lrelu", down=2,
+            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp)
+        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
+        self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, activation="lrelu", down=2,
                                      conv_clamp=conv_clamp)
-        self.skip = DownConv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2)
+        self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor) -> torch.Tensor:
         if self.in_channels == 0:
@@ -100,7 +66,7 @@ class DiscriminatorEpilogue(nn.Module):
                  conv_clamp: float | None = None) -> None:
         super().__init__()
         self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
-        self.conv = DownConv2dLayer(in_channels + mbstd_num_channels, in_channels, 3, activation="lrelu",
+        self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, 3, activation="lrelu",
                                     conv_clamp=conv_clamp)
         self.fc = FullyConnectedLayer(in_channels * 16, in_channels, activation="lrelu")
         self.out = FullyConnectedLayer(in_channels, 1)

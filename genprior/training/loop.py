@@ -27,7 +27,6 @@ import json
 import math
 import os
 import signal
-import tempfile
 import threading
 import time
 import warnings
@@ -38,13 +37,14 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
 from ..errors import GenpriorError
 from ..generators.stylegan2 import StyleGAN2Generator
+from ..io.atomic import atomic_path
 from ..io.checkpoints import save_native
+from ..io.images import image_grid, save_image
 from .augment import DEFAULT_POLICY, diff_augment
 from .data import check_resolution, load_dataset, split_holdout
 from .discriminator import StyleGAN2Discriminator
@@ -93,47 +93,20 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
 
 
 def save_image_grid(images: np.ndarray, path: str | os.PathLike, cols: int | None = None) -> Path:
-    """Tile uint8 images (N, H, W, C) into one PNG (written atomically)."""
-    n, h, w, c = images.shape
-    cols = cols or int(math.ceil(math.sqrt(n)))
-    rows = int(math.ceil(n / cols))
-    grid = np.zeros((rows * h, cols * w, c), dtype=np.uint8)
-    for i in range(n):
-        r, q = divmod(i, cols)
-        grid[r * h:(r + 1) * h, q * w:(q + 1) * w] = images[i]
-    im = Image.fromarray(grid[..., 0] if c == 1 else grid, "L" if c == 1 else "RGB")
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    im.save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    """Tile uint8 images (N, H, W, C) into one PNG (written atomically, replacing an older grid)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+    return save_image(image_grid(x, cols, pad=0), path, overwrite=True)
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
 def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text(text)
 
 
 def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, meta: dict[str, str]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, overwrite=True) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], list]:

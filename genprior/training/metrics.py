@@ -15,20 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from ..errors import GenpriorError
+from ..losses import VGG16Features
 
 __all__ = ["VGGFeatures", "vgg_features", "frechet_distance", "fd_vgg", "fvd_vgg", "feature_stats", "vgg16_path",
            "generate_images", "score_snapshots"]
 
-VGG_MEAN = (123.68, 116.779, 103.939)
-# torchvision ``features`` indices: conv layers and the ReLU names after them
-_CONV_IDX = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-_POOL_AFTER = {2, 7, 14, 21, 28}  # a 2x2 max-pool follows these conv layers (after the ReLU)
-_RELU_NAMES = dict(zip(("relu1_1", "relu1_2", "relu2_1", "relu2_2", "relu3_1", "relu3_2", "relu3_3", "relu4_1",
-                        "relu4_2", "relu4_3", "relu5_1", "relu5_2", "relu5_3"), _CONV_IDX))
 MIN_SIZE = 64
+LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")  # the taps of `genprior.losses.VGG16Features`
 
 
 def vgg16_path() -> Path:
@@ -39,40 +34,21 @@ def vgg16_path() -> Path:
 
 
 class VGGFeatures(torch.nn.Module):
-    """VGG16 conv layers up to ``layer`` (e.g. "relu5_3"), global average pooled: images -> (N, channels)."""
+    """Global-average-pooled VGG16 activations at ``layer`` (one of ``LAYERS``): images -> (N, channels)."""
 
-    def __init__(self, layer: str = "relu5_3", weights: str | os.PathLike | None = None) -> None:
+    def __init__(self, layer: str = "relu5_3") -> None:
         super().__init__()
-        if layer not in _RELU_NAMES:
-            raise GenpriorError(f"unknown VGG16 layer {layer!r}; known: {', '.join(_RELU_NAMES)}")
-        self.layer = layer
-        sd = load_file(str(weights or vgg16_path()))
-        last = _RELU_NAMES[layer]
-        self.convs = torch.nn.ModuleList()
-        self.pool_after: list[bool] = []
-        for idx in _CONV_IDX:
-            if idx > last:
-                break
-            w, b = sd[f"features.{idx}.weight"].float(), sd[f"features.{idx}.bias"].float()
-            conv = torch.nn.Conv2d(w.shape[1], w.shape[0], 3, padding=1)
-            conv.weight.data.copy_(w)
-            conv.bias.data.copy_(b)
-            self.convs.append(conv)
-            self.pool_after.append(idx in _POOL_AFTER and idx != last)
-        self.register_buffer("mean", torch.tensor(VGG_MEAN).reshape(1, 3, 1, 1))
-        self.eval().requires_grad_(False)
+        if layer not in LAYERS:
+            raise GenpriorError(f"unknown VGG16 layer {layer!r}; known: {', '.join(LAYERS)}")
+        self.layer, self.tap = layer, LAYERS.index(layer)
+        self.vgg = VGG16Features.pretrained()
 
     @property
     def dim(self) -> int:
-        return self.convs[-1].out_channels
+        return (64, 128, 256, 512, 512)[self.tap]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = _to_vgg_input(images) - self.mean
-        for conv, pool in zip(self.convs, self.pool_after):
-            x = F.relu(conv(x))
-            if pool:
-                x = F.max_pool2d(x, 2)
-        return x.mean(dim=[2, 3])
+        return self.vgg(_to_vgg_input(images) / 255)[self.tap].mean(dim=[2, 3])
 
 
 def _to_vgg_input(images: torch.Tensor) -> torch.Tensor:
