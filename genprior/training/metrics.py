@@ -157,7 +157,7 @@ def fvd_vgg(G: torch.nn.Module, real_images: torch.Tensor | np.ndarray, n: int |
 
 def score_snapshots(run_dir: str | os.PathLike, real_images: torch.Tensor, n: int | None = None, *,
                     layer: str = "relu5_3", every: int = 1) -> list[dict]:
-    """FD-VGG of every ``every``-th exported snapshot (``network-<step>.safetensors``) of a training run.
+    """FD-VGG of every ``every``-th exported snapshot (``network-<step>.safetensors``) of a run, and the latest.
 
     Returns one record per snapshot, in step order: step, kimg, cpu_hours (from the file's metadata), fd_vgg.
     """
@@ -169,8 +169,9 @@ def score_snapshots(run_dir: str | os.PathLike, real_images: torch.Tensor, n: in
 
     real_feats = vgg_features(real_images, layer=layer)
     files = sorted(p for p in Path(run_dir).glob("network-*.safetensors") if p.stem != "network-latest")
+    chosen = files[::every] + ([files[-1]] if files and (len(files) - 1) % every else [])  # always the latest
     out = []
-    for path in files[::every]:
+    for path in chosen:
         with safe_open(str(path), "pt") as f:
             info = json.loads((f.metadata() or {}).get("training", "{}"))
         G = load_generator(path, device="cpu")

@@ -1,0 +1,132 @@
+"""Training benchmark: speed per model size, FD-VGG over training, and each run against its floor and ceiling.
+
+Run: ``python benchmarks/training.py [--runs /work/runs] [--n 500] [--every 4] [--speed]``
+(writes benchmarks/results/training.{json,md}).
+
+* floor: FD-VGG between real training images and the held-out images (what a perfect generator would get);
+* ceiling: FD-VGG of the untrained network (same config, its initial weights) against the held-out images;
+* each run's snapshots (``network-<step>.safetensors``) are scored against the same held-out images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from genprior.generators import build_generator
+from genprior.io.checkpoints import read_checkpoint
+from genprior.paths import shared_dir
+from genprior.training.data import load_dataset, split_holdout
+from genprior.training.loop import train
+from genprior.training.metrics import fvd_vgg, frechet_distance, score_snapshots, vgg_features
+
+OUT = Path(__file__).parent / "results"
+
+# name -> (data path under the shared folder, resolution, channels, held-out count)
+RUNS = {
+    "faces64": ("data/faces-utk64", 64, 3, 1000),
+    "brain64": ("data/brain-mri64/test", 64, 1, 0),  # trained on train/; the test split is the held-out set
+    "digits32": ("data/digits/t10k-images-idx3-ubyte.gz", 32, 1, 1000),
+}
+TRAIN_DATA = {"brain64": "data/brain-mri64/train"}
+
+SIZES = {  # model sizes timed with --speed (64x64 RGB, batch 16)
+    "2048/64": dict(g_channel_base=2048, g_channel_max=64, d_channel_base=2048, d_channel_max=64),
+    "2048/128": dict(g_channel_base=2048, g_channel_max=128, d_channel_base=2048, d_channel_max=128),
+    "4096/128": dict(g_channel_base=4096, g_channel_max=128, d_channel_base=4096, d_channel_max=128),
+}
+
+
+def held_out(shared: Path, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training images, held-out images) of a run's data set, uint8 (N, C, R, R)."""
+    path, res, ch, holdout = RUNS[name]
+    if name in TRAIN_DATA:
+        return (load_dataset(shared / TRAIN_DATA[name], resolution=res, channels=ch, log=None),
+                load_dataset(shared / path, resolution=res, channels=ch, log=None))
+    return split_holdout(load_dataset(shared / path, resolution=res, channels=ch, log=None), holdout)
+
+
+def speed(shared: Path) -> list[dict]:
+    """sec/kimg of a few training steps per model size (one thread)."""
+    data = load_dataset(shared / "data/faces-utk64", resolution=64, channels=3, max_images=256, log=None)
+    rows = []
+    for name, kw in SIZES.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            warm = train(data, tmp, resolution=64, channels=3, kimg=0.032, batch=16, snapshot_kimg=10, progress=False,
+                         num_threads=1, log=lambda s: None, **kw)
+            done = train(data, tmp, resolution=64, channels=3, kimg=0.128, batch=16, snapshot_kimg=10, progress=False,
+                         num_threads=1, log=lambda s: None, **kw)
+            sec = (done["train_sec"] - warm["train_sec"]) / (done["kimg"] - warm["kimg"])
+            G = build_generator(read_checkpoint(Path(tmp) / "network-latest.safetensors")[0])
+            params = sum(p.numel() for p in G.parameters())
+        rows.append({"size": name, "sec_per_kimg": sec, "kimg_per_hour": 3600 / sec, "G_params": params})
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=Path, default=Path("/work/runs"))
+    ap.add_argument("--n", type=int, default=500, help="images per FD-VGG estimate")
+    ap.add_argument("--every", type=int, default=4, help="score every k-th snapshot")
+    ap.add_argument("--speed", action="store_true", help="also time training steps per model size")
+    args = ap.parse_args()
+    shared = shared_dir()
+    if shared is None:
+        sys.exit("set GENPRIOR_SHARED to the shared data folder")
+    torch.set_num_threads(1)
+    report: dict = {"command": "python benchmarks/training.py " + " ".join(sys.argv[1:]), "n": args.n,
+                    "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": 1},
+                    "runs": {}}
+    for name in RUNS:
+        run = args.runs / name
+        if not (run / "checkpoint.json").exists():
+            print(f"{name}: no run at {run}", flush=True)
+            continue
+        train_imgs, held = held_out(shared, name)
+        held, train_imgs = held[: args.n], train_imgs[torch.randperm(len(train_imgs), generator=torch.Generator().manual_seed(0))[: args.n]]
+        held_feats = vgg_features(held)
+        floor = frechet_distance(vgg_features(train_imgs), held_feats)
+        cfg = json.loads((run / "checkpoint.json").read_text())["config"]
+        torch.manual_seed(cfg["seed"])  # the untrained network: same architecture, fresh initial weights
+        G0 = build_generator(read_checkpoint(run / "network-latest.safetensors")[0]).eval()
+        ceiling = fvd_vgg(G0, held_feats, args.n)
+        curve = score_snapshots(run, held, args.n, every=args.every)
+        stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines() if line.strip()]
+        report["runs"][name] = {"floor_real_vs_heldout": floor, "ceiling_untrained": ceiling, "curve": curve,
+                                "median_kimg_per_hour": statistics.median(s["kimg_per_hour"] for s in stats),
+                                "kimg": stats[-1]["kimg"], "cpu_hours": stats[-1]["train_hours"]}
+        print(name, json.dumps(report["runs"][name])[:400], flush=True)
+    if args.speed:
+        report["speed"] = speed(shared)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "training.json").write_text(json.dumps(report, indent=2))
+    lines = ["# Training benchmark", "", f"Command: `{report['command']}`; FD-VGG (Fréchet distance of VGG16 relu5_3 "
+             f"features, lower is better) on {args.n} images per set, against held-out real images.", "",
+             "| run | kimg | CPU hours | kimg/h (median) | FD-VGG floor (real) | FD-VGG now | FD-VGG untrained |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in report["runs"].items():
+        now = r["curve"][-1]["fd_vgg"] if r["curve"] else float("nan")
+        lines.append(f"| {name} | {r['kimg']:.1f} | {r['cpu_hours']:.2f} | {r['median_kimg_per_hour']:.1f} "
+                     f"| {r['floor_real_vs_heldout']:.0f} | {now:.0f} | {r['ceiling_untrained']:.0f} |")
+    for name, r in report["runs"].items():
+        lines += ["", f"## {name}: FD-VGG over training", "", "| step | kimg | CPU hours | FD-VGG |", "|---|---|---|---|"]
+        lines += [f"| {c['step']} | {c['kimg']} | {c['cpu_hours']} | {c['fd_vgg']:.0f} |" for c in r["curve"]]
+    if "speed" in report:
+        lines += ["", "## Speed per model size (64x64 RGB, batch 16, one thread)", "",
+                  "| size (channel base/max) | G params | sec/kimg | kimg/h |", "|---|---|---|---|"]
+        lines += [f"| {s['size']} | {s['G_params']} | {s['sec_per_kimg']:.0f} | {s['kimg_per_hour']:.1f} |"
+                  for s in report["speed"]]
+    (OUT / "training.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
