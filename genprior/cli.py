@@ -87,7 +87,10 @@ def sample(generator, seeds, truncation_psi, noise_mode, class_idx, cols, device
 @click.argument("inputs", type=click.Path(exists=True, path_type=Path))
 @click.option("--generator", "-g", required=True, help="Model name (see `genprior models`) or checkpoint path.")
 @click.option("--task", type=click.Choice(["superres", "inpaint", "denoise", "colorize"]), required=True)
-@click.option("--method", type=click.Choice(["map", "vi"]), default="map", show_default=True)
+@click.option("--method", type=click.Choice(["map", "vi", "bigprior"]), default="map", show_default=True,
+              help="BRGM MAP, BRGM variational posterior, or BIGPrior (mGANprior inversion + fusion net).")
+@click.option("--fusion", type=click.Path(exists=True, path_type=Path), default=None,
+              help="BIGPrior: the trained fusion net (run folder, .safetensors, or official .pth).")
 @click.option("--factor", type=int, default=4, show_default=True, help="Super-resolution factor (2..64).")
 @click.option("--kernel", type=click.Choice(["box", "bicubic_aa", "bicubic_noaa"]), default="box", show_default=True,
               help="Super-resolution kernel (bicubic_noaa = BRGM PyTorch parity).")
@@ -103,16 +106,18 @@ def sample(generator, seeds, truncation_psi, noise_mode, class_idx, cols, device
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder; one sub-folder per image.")
 @click.option("--overwrite", is_flag=True, help="Replace existing result folders.")
-def restore(inputs, generator, task, method, factor, kernel, mask, sigma, samples, steps, seed, simulate, device,
+def restore(inputs, generator, task, method, fusion, factor, kernel, mask, sigma, samples, steps, seed, simulate, device,
             output, overwrite) -> None:  # noqa: ANN001
     """Restore IMAGE_OR_DIR with a generative prior (BRGM MAP or variational posterior)."""
     import warnings
 
     from .io.checkpoints import load_generator
     from .metrics import psnr, ssim
-    from .restore import list_images, load_observation, make_physics, run_method
+    from .restore import list_images, load_observation, make_physics, run_bigprior, run_method
 
     def go() -> None:
+        if method == "bigprior" and fusion is None:
+            raise GenpriorError("--method bigprior needs --fusion (a trained fusion net; see `genprior bigprior train`)")
         files = list_images(inputs)
         clashes = [output / f.stem for f in files if (output / f.stem).exists() and not overwrite]
         if clashes:
@@ -125,7 +130,10 @@ def restore(inputs, generator, task, method, factor, kernel, mask, sigma, sample
                 y, truth = load_observation(path, G, physics, task, simulate=simulate, seed=seed + i)
             for w in caught:
                 click.echo(f"warning: {w.message}", err=True)
-            res = run_method(method, G, y.to(G.device), physics, steps=steps, samples=samples, seed=seed + i)
+            if method == "bigprior":
+                res = run_bigprior(G, y.to(G.device), physics, task, fusion, steps=steps, seed=seed + i)
+            else:
+                res = run_method(method, G, y.to(G.device), physics, steps=steps, samples=samples, seed=seed + i)
             res.images["pseudo_inverse"] = physics.A_dagger(y.to(G.device)).clamp(0, 1).cpu()
             if task == "inpaint":
                 m = physics.observed.float().cpu()
@@ -181,6 +189,90 @@ def train(data, out_dir, channels, **kw) -> None:  # noqa: ANN001
         except KeyboardInterrupt:
             click.echo("interrupted: a snapshot was saved; run the same command to resume", err=True)
             sys.exit(130)
+
+    _run(go)
+
+
+@main.group()
+def bigprior() -> None:
+    """Train and test BIGPrior fusion nets on (observation, GAN estimate, truth) folders."""
+
+
+_TRIPLES = [
+    click.option("--observations", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+                 help="Degraded inputs (grey for colorization, .npy allowed for denoising)."),
+    click.option("--estimates", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
+                 help="GAN estimates g (e.g. mGANprior inversions), same file stems."),
+    click.option("--truths", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+                 help="Ground truth, same stems (needed to train; optional to test)."),
+    click.option("--masks", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+                 help="In-painting masks (white = observed), same stems."),
+    click.option("--task", type=click.Choice(["colorize", "inpaint", "denoise"]), required=True),
+    click.option("--stems", default=None, help="Images to use, e.g. '0-249' (default: all)."),
+]
+
+
+def _triples(fn):  # noqa: ANN001, ANN202
+    for opt in reversed(_TRIPLES):
+        fn = opt(fn)
+    return fn
+
+
+def _dataset(observations, estimates, truths, masks, task, stems, **kw):  # noqa: ANN001, ANN202
+    from .methods.bigprior_train import FusionTriples
+
+    return FusionTriples(observations, estimates, truths, task=task, masks=masks,
+                         stems=parse_range(stems) if stems else None, **kw)
+
+
+@bigprior.command("train")
+@_triples
+@click.option("--out", "out_root", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Experiments folder; runs go to OUT/<name>_<id> (never overwritten).")
+@click.option("--name", default=None, help="Experiment name (default: the task).")
+@click.option("--net", type=click.Choice(["dncnn", "bounded"]), default="bounded", show_default=True,
+              help="dncnn: the official DnCNN-17; bounded: genprior's φ in [0, 1] that also sees g.")
+@click.option("--epochs", type=int, default=25, show_default=True)
+@click.option("--batch", type=int, default=8, show_default=True)
+@click.option("--lr", type=float, default=0.01, show_default=True)
+@click.option("--phi-weight", type=float, default=1e-5, show_default=True)
+@click.option("--crop", type=int, default=None, help="Random square crops of this size (with flips).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def bigprior_train(observations, estimates, truths, masks, task, stems, out_root, name, net, epochs, batch, lr,
+                   phi_weight, crop, seed, device) -> None:  # noqa: ANN001
+    """Train a fusion net (resumes an unfinished run of the same name and arguments)."""
+    from .devices import resolve_device
+    from .methods.bigprior_train import train_fusion
+
+    def go() -> None:
+        if truths is None:
+            raise GenpriorError("training needs --truths")
+        data = _dataset(observations, estimates, truths, masks, task, stems, crop=crop, augment=crop is not None)
+        run = train_fusion(data, out_root, net=net, task=task, name=name, epochs=epochs, batch=batch, lr=lr,
+                           phi_weight=phi_weight, seed=seed, device=resolve_device(device))
+        click.echo(f"trained: {run}")
+
+    _run(go)
+
+
+@bigprior.command("test")
+@_triples
+@click.option("--model", type=click.Path(exists=True, path_type=Path), required=True,
+              help="A run folder, a .safetensors net, or an official net_24.pth.")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--overwrite", is_flag=True)
+def bigprior_test(observations, estimates, truths, masks, task, stems, model, output, overwrite) -> None:  # noqa: ANN001
+    """Write fused outputs, φ maps (PNG and .npy) and per-image metrics."""
+    from .methods.bigprior import BIGPrior
+    from .methods.bigprior_train import test_fusion
+
+    def go() -> None:
+        net = BIGPrior.load(model, task=task)
+        metrics = test_fusion(net, _dataset(observations, estimates, truths, masks, task, stems), output,
+                              overwrite=overwrite)
+        means = ", ".join(f"{k} {v:.4g}" for k, v in metrics["mean"].items())
+        click.echo(f"wrote {output} ({len(metrics['per_image'])} images; mean {means})")
 
     _run(go)
 

@@ -88,6 +88,42 @@ def load_observation(path: str | Path, G: Generator, physics: Physics, task: str
     return y, None
 
 
+def with_luma(rgb: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
+    """Replace the ITU-R 601 luma of rgb (N, 3, H, W) by grey (N, 1, H, W), keeping its chroma (YCbCr).
+
+    Cb and Cr depend only on B - Y and R - Y, so swapping Y shifts every channel by the luma difference;
+    this is how BIGPrior's colorization builds its GAN estimate from the inversion.
+    """
+    luma = Colorization().to(rgb.device).A(rgb)
+    return (rgb + (grey - luma)).clamp(0, 1)
+
+
+def run_bigprior(G: Generator, y: torch.Tensor, physics: Physics, task: str, fusion: str | Path, *,
+                 steps: int | None = None, layer: int | None = None, seed: int = 0, progress: bool = True):
+    """mGANprior inversion for the GAN estimate g, then the fusion net: x = φ·g + (1 - φ)·d(y), with φ."""
+    from .methods import BIGPrior, MGANPrior
+    from .result import Reconstruction
+
+    if task not in ("colorize", "inpaint", "denoise"):
+        raise GenpriorError(f"BIGPrior handles colorize, inpaint and denoise, not {task}")
+    net = BIGPrior.load(fusion, task=task)
+    net.check(task=task, channels=y.shape[1])
+    overrides = {"layer": layer} if layer is not None else ({} if G.family == "pggan" else {"layer": 3})
+    if steps:
+        overrides["steps"] = steps
+    inv = MGANPrior.preset(G, task, progress=progress, **overrides)(y, physics, seed=seed)
+    g = inv.mean.to(y.device)
+    if task == "colorize":
+        g = with_luma(g, y)
+    mask = physics.observed.float().expand(y.shape[0], 1, -1, -1) if task == "inpaint" else None
+    x, phi = net(y, g, mask=mask)
+    return Reconstruction(mean=x.cpu(), phi=phi.cpu(), observation=y.cpu(), seed=seed, tensors=inv.tensors,
+                          images={"gan_estimate": g.cpu()},
+                          config={"method": "bigprior", "fusion": str(fusion), "fusion_net": net.config(),
+                                  "inversion": inv.config},
+                          history={"inversion": inv.history})
+
+
 def run_method(method: str, G: Generator, y: torch.Tensor, physics: Physics, *, steps: int | None = None,
                samples: int = 16, seed: int = 0, progress: bool = True, **options: Any):
     """Run ``map`` or ``vi`` on y; returns a `Reconstruction`."""

@@ -235,6 +235,8 @@ def test_bounded_phi_sees_g_and_mask():
     assert phi.shape == (2, 3, 16, 16) and ((phi >= 0) & (phi <= 1)).all()
     with pytest.raises(ValueError, match="mask"):
         net(y, g, None)
+    ablation = BoundedPhi(in_channels=1, layers=3, features=8, use_g=False)  # sees only y, as the official net
+    assert ablation(y[:, :1], None).shape == (2, 3, 16, 16)
 
 
 # --------------------------------------------------------------------------- bad input

@@ -130,3 +130,42 @@ def test_train_tiny_run_and_empty_folder(tmp_path, shared):
     res = run("train", empty, tmp_path / "run2", "--resolution", "16", "--kimg", "1")
     assert res.exit_code == 1
     assert "empty" in res.output.lower() or "no images" in res.output.lower(), res.output
+
+
+def test_restore_bigprior_colorize_and_wrong_task(tmp_path, shared):
+    face = shared / "data" / "faces-utk64" / "75_0_0_20170117171021853.jpg"
+    net = shared / "data" / "bigprior-nets" / "col_bedroom_1" / "net_24.pth"
+    res = run("restore", face, "-g", "dcgan-digiface64", "--task", "colorize", "--method", "bigprior", "--fusion", net,
+              "--steps", "3", "--simulate", "-o", tmp_path / "o")
+    assert res.exit_code == 0, res.output
+    d = tmp_path / "o" / face.stem
+    assert {"restored.png", "phi.png", "gan_estimate.png", "observation.png"} <= {p.name for p in d.iterdir()}
+    back = genprior.Reconstruction.load(d)
+    assert back.phi.shape == (1, 3, 64, 64) and set(back.tensors) == {"z", "alpha"}
+    res = run("restore", face, "-g", "dcgan-digiface64", "--task", "inpaint", "--method", "bigprior", "--fusion", net,
+              "--steps", "3", "-o", tmp_path / "p")
+    assert res.exit_code == 1 and "colorization" in res.output and "inpainting" in res.output
+    res = run("restore", face, "-g", "dcgan-digiface64", "--task", "colorize", "--method", "bigprior",
+              "-o", tmp_path / "q")
+    assert res.exit_code == 1 and "--fusion" in res.output
+
+
+def test_bigprior_test_command_on_official_outputs(tmp_path, shared):
+    import shutil
+
+    src = shared / "data"
+    for sub in ("obs", "gan", "gt"):
+        (tmp_path / sub).mkdir()
+    shutil.copy(src / "bigprior-col-bedroom" / "input" / "250.webp", tmp_path / "obs")
+    shutil.copy(src / "bigprior-col-bedroom" / "mGANoutput" / "250.webp", tmp_path / "gan")
+    shutil.copy(src / "lsun256" / "bedroom" / "0250.webp", tmp_path / "gt")
+    res = run("bigprior", "test", "--observations", tmp_path / "obs", "--estimates", tmp_path / "gan", "--truths",
+              tmp_path / "gt", "--task", "colorize", "--model", src / "bigprior-nets" / "col_bedroom_1" / "net_24.pth",
+              "-o", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    import json
+
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    stored = np.load(src / "bigprior-nets" / "col_bedroom_1" / "AUC.npy")
+    assert abs(metrics["per_image"]["250"]["auc"] - float(stored[0])) < 2e-3
+    assert (tmp_path / "out" / "250_phi.npy").exists()

@@ -35,13 +35,17 @@ CONFIG_KEY = "genprior_bigprior"
 _OFFICIAL_PREFIX = "module.backbone."
 
 
+_ALIASES = {"colorize": "colorization", "inpaint": "inpainting", "denoise": "denoising"}  # the CLI's task names
+
+
 def task_channels(task: str) -> int:
     """Channels of the observation y for ``task``: 1 for colorization, 3 otherwise."""
-    check_task_name(task)
-    return 1 if task == "colorization" else 3
+    return 1 if check_task_name(task) == "colorization" else 3
 
 
 def check_task_name(task: str) -> str:
+    """The canonical task name (``colorize`` -> ``colorization``, ...), or an error listing the known ones."""
+    task = _ALIASES.get(task, task)
     if task not in TASKS:
         raise GenpriorError(f"unknown BIGPrior task {task!r}; expected one of {', '.join(TASKS)}")
     return task
@@ -120,7 +124,7 @@ class BIGPrior:
 
     def __init__(self, net: torch.nn.Module, task: str | None, *, source: str = "", info: dict | None = None):
         if task is not None:
-            check_task_name(task)
+            task = check_task_name(task)
             if task_channels(task) != net.in_channels:
                 raise GenpriorError(f"a {task} fusion net needs {task_channels(task)}-channel input, but this net "
                                     f"takes {net.in_channels}")
@@ -188,6 +192,7 @@ class BIGPrior:
         else:
             m = re.fullmatch(r"(.+)_\d+", path.parent.name)
             found = task_from_experiment(m.group(1)) if m else None
+        task = check_task_name(task) if task is not None else None
         if task is not None and found is not None and task != found:
             raise GenpriorError(f"{path} is a {found} fusion net, not a {task} one")
         return cls(net, task or found, source=str(path), info=info)
@@ -210,6 +215,7 @@ class BIGPrior:
             net.load_state_dict(sd, strict=True)
         except RuntimeError as exc:
             raise CheckpointError(f"{path}: the weights do not fit the {config.get('net')} φ-net: {exc}") from None
+        task = check_task_name(task) if task is not None else None
         if task is not None and found is not None and task != found:
             raise GenpriorError(f"{path} is a {found} fusion net, not a {task} one")
         return cls(net, task or found, source=str(path), info={"format": "genprior", **info})
@@ -221,7 +227,7 @@ class BIGPrior:
     def check(self, *, task: str | None = None, channels: int | None = None) -> None:
         """Raise `GenpriorError` naming both sides if data of ``task`` / ``channels`` do not fit this net."""
         if task is not None:
-            check_task_name(task)
+            task = check_task_name(task)
             if self.task is not None and task != self.task:
                 raise GenpriorError(f"this fusion net was trained for {self.task} ({self.in_channels}-channel "
                                     f"input) but the data are for {task}")

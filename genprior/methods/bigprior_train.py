@@ -277,8 +277,7 @@ def train_fusion(dataset: FusionTriples, out_root: str | os.PathLike, *, net: st
     """
     if net not in NET_KINDS:
         raise GenpriorError(f"unknown fusion net {net!r}; expected one of {', '.join(NET_KINDS)}")
-    task = task or dataset.task
-    check_task_name(task)
+    task = check_task_name(task or dataset.task)
     if task != dataset.task:
         raise GenpriorError(f"train_fusion was asked for {task} but the dataset is for {dataset.task}")
     if "truth" not in dataset.folders:

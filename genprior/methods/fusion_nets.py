@@ -5,7 +5,8 @@
   ``module.backbone.`` prefix is stripped: ``dncnn.{i}.*`` with convs at i = 0, 2, 5, …, 47 and BatchNorm at
   i = 3, 6, …, 45.
 * `BoundedPhi`: genprior's variant. ``φ = sigmoid(body([y, g, mask]))`` in [0, 1]; the net also sees the GAN
-  estimate g (and the hole mask when the task has one). Lighter by default (8 layers, 32 features).
+  estimate g (``use_g=False`` for an ablation) and the hole mask when asked (``use_mask=True``). Lighter by
+  default (8 layers, 32 features, 57,696 parameters for colorization).
 
 Both are called as ``net(y, g, mask)`` with y (N, C_y, H, W), g (N, 3, H, W) and mask (N, 1, H, W) or None,
 all shifted by −0.5 (the mask is not shifted; 1 marks a hole), and return φ of shape (N, 3, H, W).
@@ -69,21 +70,25 @@ class BoundedPhi(nn.Module):
 
     kind = "bounded"
 
-    def __init__(self, in_channels: int = 1, layers: int = 8, features: int = 32, use_mask: bool = False):
+    def __init__(self, in_channels: int = 1, layers: int = 8, features: int = 32, use_mask: bool = False,
+                 use_g: bool = True):
         super().__init__()
-        self.in_channels, self.layers, self.features, self.use_mask = in_channels, layers, features, bool(use_mask)
-        self.body = _dncnn_body(in_channels + 3 + int(self.use_mask), 3, layers, features)
+        self.in_channels, self.layers, self.features = in_channels, layers, features
+        self.use_mask, self.use_g = bool(use_mask), bool(use_g)
+        self.body = _dncnn_body(in_channels + 3 * self.use_g + int(self.use_mask), 3, layers, features)
         _official_init(self)
         nn.init.zeros_(self.body[-1].weight)  # sigmoid(0) = 0.5: start from an even blend
 
     def config(self) -> dict:
         return {"net": self.kind, "in_channels": self.in_channels, "layers": self.layers,
-                "features": self.features, "use_mask": self.use_mask}
+                "features": self.features, "use_mask": self.use_mask, "use_g": self.use_g}
 
     def forward(self, y: torch.Tensor, g: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if g is None:
-            raise ValueError("BoundedPhi needs the GAN estimate g")
-        parts = [y, g]
+        parts = [y]
+        if self.use_g:
+            if g is None:
+                raise ValueError("BoundedPhi needs the GAN estimate g (built with use_g=True)")
+            parts.append(g)
         if self.use_mask:
             if mask is None:
                 raise ValueError("this BoundedPhi was built with use_mask=True: pass the hole mask")
