@@ -9,7 +9,8 @@ import torch.nn.functional as F
 import genprior
 from genprior.methods import BRGM
 from genprior.methods.baselines import bicubic_upsample
-from genprior.methods.brgm import lr_at, official_weights
+from genprior.methods.brgm import official_weights
+from genprior.methods.optim import lr_at
 
 
 class BoxDown(torch.nn.Module):

@@ -12,34 +12,23 @@ Minimises, per image, ``E(w) = a·P + b·Q + c·R + d·C`` over the latent w, wh
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from ..generators import Generator
 from ..losses import PerceptualDistance, pixel_mse
 from ..priors import GaussianPrior, LatentStats, cosine_prior, latent_stats
 from ..result import Reconstruction
+from .optim import minimise
 
 
 def official_weights(task: str = "inpaint", factor: int = 1) -> dict[str, float]:
     """BRGM-PyTorch's λ's in genprior's units: pixel λ 0.001 on [0,255]² -> 0.001·255²; LPIPS·1.25 -> 1.25."""
     return {"pixel_weight": 0.001 * 255**2, "perceptual_weight": 1.25, "prior_weight": 100.0,
             "cosine_weight": 1.0 if task == "superres" and factor > 16 else 0.1}
-
-
-def lr_at(t: float, lr: float, schedule: str) -> float:
-    """Learning rate at progress t in [0, 1]: constant, or 5 % linear warm-up + 25 % cosine ramp-down."""
-    if schedule == "constant":
-        return lr
-    if schedule == "cosine":
-        ramp = min(1.0, (1.0 - t) / 0.25)
-        return lr * min(1.0, t / 0.05) * (0.5 - 0.5 * math.cos(math.pi * ramp))
-    raise ValueError(f"schedule must be 'constant' or 'cosine', not {schedule!r}")
 
 
 @dataclass
@@ -149,20 +138,11 @@ class BRGM:
             y_features = self.perceptual.features(y) if cfg.perceptual_weight else None
         latent = self.initial_latent(y, physics, y_features).requires_grad_(True)
         opt = torch.optim.Adam([latent], lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
-        history: list[float] = []
         start = time.perf_counter()
-        bar = tqdm(range(cfg.steps), desc="BRGM MAP", disable=not self.progress, leave=False)
-        for step in bar:
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step / max(cfg.steps - 1, 1), cfg.lr, cfg.schedule)
-            energy, terms = self.energy(latent, y, physics, y_features)
-            opt.zero_grad(set_to_none=True)
-            energy.sum().backward()
-            opt.step()
-            history.append(float(energy.detach().mean()))
-            bar.set_postfix(loss=f"{history[-1]:.4f}")
-            if callback is not None:
-                callback(step, latent.detach(), {k: v.detach() for k, v in terms.items()})
+        on_step = None if callback is None else (
+            lambda step, energy, terms: callback(step, latent.detach(), {k: v.detach() for k, v in terms.items()}))
+        history = minimise(opt, lambda: self.energy(latent, y, physics, y_features), cfg.steps, lr=cfg.lr,
+                           schedule=cfg.schedule, desc="BRGM MAP", progress=self.progress, on_step=on_step)
         latent = latent.detach()
         with torch.no_grad():
             mean = self.G.render(latent)

@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import torch
-from tqdm.auto import tqdm
 
 from ..generators import Generator
 from ..losses import VGG16Features
 from ..result import Reconstruction
+from .optim import minimise
 
 # Official BIGPrior / mGANprior settings per task (BIGPRIOR.md §2.4): composing layer, codes, iterations, VGG λ.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -106,18 +106,10 @@ class MGANPrior:
         opt = torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd" else torch.optim.Adam(params, lr=cfg.lr)
         with torch.no_grad():
             y_vgg = self.vgg_relu3_3(y) if cfg.vgg_weight else None
-        history: list[float] = []
         start = time.perf_counter()
-        bar = tqdm(range(cfg.steps), desc="mGANprior", disable=not self.progress, leave=False)
-        for step in bar:
-            loss = self.loss(self.compose(z, alpha), y, physics, y_vgg)
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            opt.step()
-            history.append(float(loss.detach().mean()))
-            bar.set_postfix(loss=f"{history[-1]:.4f}")
-            if callback is not None:
-                callback(step, loss.detach())
+        history = minimise(opt, lambda: (self.loss(self.compose(z, alpha), y, physics, y_vgg), None), cfg.steps,
+                           desc="mGANprior", progress=self.progress,
+                           on_step=None if callback is None else (lambda step, loss, _: callback(step, loss)))
         with torch.no_grad():
             x = self.compose(z, alpha).clamp(0, 1)
         return Reconstruction(

@@ -19,13 +19,13 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..generators import Generator
 from ..losses import PerceptualDistance
 from ..priors import cosine_prior
 from ..result import Reconstruction
-from .brgm import BRGM, lr_at
+from .brgm import BRGM
+from .optim import minimise
 
 
 @dataclass
@@ -105,24 +105,19 @@ class VariationalBRGM:
             self._perceptual = self._perceptual or PerceptualDistance().to(self.G.device)
             with torch.no_grad():
                 y_features = [f.repeat(cfg.mc_samples, 1, 1, 1) for f in self._perceptual.features(y)]
-        history: list[float] = []
-        bar = tqdm(range(cfg.steps), desc="BRGM VI", disable=not self.progress, leave=False)
-        for step in bar:
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step / max(cfg.steps - 1, 1), cfg.lr, cfg.schedule)
+        y_rep = y.repeat(cfg.mc_samples, 1, 1, 1)
+
+        def neg_elbo() -> tuple[torch.Tensor, torch.Tensor]:
             sigma = F.softplus(rho)
             eps = torch.randn((cfg.mc_samples, *mu.shape), generator=gen, device=y.device)
             w = (mu + eps * sigma).flatten(0, 1)  # [S*N, ...], sample-major
-            e = self.energy(w, y.repeat(cfg.mc_samples, 1, 1, 1), physics, sigma_n, y_features)
-            e = e.view(cfg.mc_samples, n).mean(0) / cfg.temperature
-            loss = e - torch.log(sigma).flatten(1).sum(1)  # -ELBO per image, up to a constant
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            opt.step()
-            history.append(float(loss.detach().mean()))
-            bar.set_postfix(neg_elbo=f"{history[-1]:.1f}")
-            if callback is not None:
-                callback(step, mu.detach(), sigma.detach(), history[-1])
+            e = self.energy(w, y_rep, physics, sigma_n, y_features).view(cfg.mc_samples, n).mean(0)
+            return e / cfg.temperature - torch.log(sigma).flatten(1).sum(1), sigma  # -ELBO per image, + const
+
+        on_step = None if callback is None else (
+            lambda step, loss, sigma: callback(step, mu.detach(), sigma.detach(), float(loss.mean())))
+        history = minimise(opt, neg_elbo, cfg.steps, lr=cfg.lr, schedule=cfg.schedule, desc="BRGM VI",
+                           progress=self.progress, on_step=on_step)
         mu, sigma = mu.detach(), F.softplus(rho).detach()
         samples = self.sample(mu, sigma, cfg.num_samples, gen)
         return Reconstruction(
