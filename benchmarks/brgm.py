@@ -78,7 +78,13 @@ def main() -> None:
     ap.add_argument("--map-steps", type=int, default=200)
     ap.add_argument("--vi-steps", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--report-from", type=Path, default=None,
+                    help="Rebuild the report from the JSON rows an interrupted run printed (its log).")
     args = ap.parse_args()
+    if args.report_from is not None:
+        rows = [json.loads(line) for line in args.report_from.read_text().splitlines() if line.startswith("{")]
+        write_report(rows, {}, args, f"(rebuilt from the rows of an interrupted run: {len(rows)} cases)")
+        return
     shared = shared_dir()
     if shared is None:
         sys.exit("set GENPRIOR_SHARED to the shared data folder")
@@ -116,13 +122,19 @@ def main() -> None:
         y = physics(sources["generated"], seed=0)
         speed[gname] = overhead(G, BRGM(G, space=space), y, physics, args.images)
         print(gname, speed[gname], flush=True)
-    report = {"command": "python benchmarks/brgm.py " + " ".join(sys.argv[1:]), "args": vars(args),
+    write_report(rows, speed, args)
+
+
+def write_report(rows: list[dict], speed: dict, args: argparse.Namespace, note: str = "") -> None:
+    options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "report_from")
+    report = {"command": f"python benchmarks/brgm.py {options}",
+              "note": note, "args": {k: str(v) for k, v in vars(args).items()},
               "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads},
               "rows": rows, "speed": speed}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "brgm.json").write_text(json.dumps(report, indent=2))
     lines = ["# BRGM benchmark", "", f"Command: `{report['command']}` (torch {torch.__version__}, "
-             f"{args.threads} thread(s)). Noise sigma 0.01 on every observation. PSNR dB / SSIM / perceptual "
+             f"{args.threads} thread(s)) {note}. Noise sigma 0.01 on every observation. PSNR dB / SSIM / perceptual "
              "(VGG16, lower is better). Coverage: share of true pixels inside the VI 90 % per-pixel interval.", "",
              "| generator | task | images | pseudo-inverse | MAP | VI mean | VI coverage90 | MAP s | VI s |",
              "|---|---|---|---|---|---|---|---|---|"]
