@@ -90,9 +90,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if state.drop_after is not None:
             chunk, state.drop_after = chunk[: state.drop_after], None
+        record["sent"] = len(chunk)  # before writing: the client may check the log as soon as it has the bytes
         self.wfile.write(chunk)
         self.wfile.flush()
-        record["sent"] = len(chunk)
         self.close_connection = True
 
     @staticmethod

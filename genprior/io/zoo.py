@@ -491,6 +491,18 @@ MODELS: list[ModelEntry] = [
         size_bytes=7159952,
         search=("weights/dcgan-digiface64.safetensors",),
     ),
+    ModelEntry(
+        name="genprior-digits32",
+        filename="genprior-digits32.safetensors",
+        urls=(),
+        sha256="44a167cc5e9ce859c60fc6bc70023954ffd35d1de87499fec58c2d366ec69ea6",
+        license="genprior's weights: MIT; trained on the MNIST test set (Y. LeCun, C. Cortes; CC BY-SA 3.0)",
+        description="genprior's StyleGAN2 for handwritten digits, 32x32 grey, trained on a CPU (early: 41 kimg, "
+        "1.4 CPU hours; see genprior/models/genprior-digits32.md). Ships inside the package.",
+        format="native",
+        size_bytes=2687148,
+        packaged=True,
+    ),
 ]
 
 for _entry in MODELS:
