@@ -29,3 +29,20 @@ def test_digits32_is_shipped_and_draws_digits():
     untrained = build_generator(G.config).eval()
     b0, c0 = digit_like(sample_images(untrained, range(64)))
     assert not (b0 < 0.05 and c0 > 0.15), "the check must fail for an untrained network"
+
+
+def test_brain64_is_shipped_and_draws_dark_backgrounds_around_a_head():
+    entry = zoo.get_entry("genprior-brain64")
+    assert zoo.file_sha256(zoo.fetch(entry, offline=True)) == entry.sha256
+    G = genprior.load_generator("genprior-brain64", device="cpu")
+    assert (G.resolution, G.channels) == (64, 1)
+
+    def stats(images):
+        border = torch.cat([images[..., :6, :].flatten(1), images[..., -6:, :].flatten(1)], 1).mean().item()
+        return border, images[..., 16:48, 16:48].mean().item()
+
+    border, centre = stats(sample_images(G, range(64)))  # measured: 0.057, 0.285
+    assert border < 0.12 and centre > 2 * border, (border, centre)
+    torch.manual_seed(0)
+    b0, c0 = stats(sample_images(build_generator(G.config).eval(), range(64)))  # measured: 0.525, 0.413
+    assert not (b0 < 0.12 and c0 > 2 * b0)
