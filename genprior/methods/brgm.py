@@ -69,6 +69,7 @@ class BRGM:
             raise ValueError("space='z' is for generators without a mapping network; use 'w+' or 'w'")
         self.progress = progress
         self._stats: LatentStats | None = None
+        self._prior: GaussianPrior | None = None
         self._perceptual: PerceptualDistance | None = None
 
     @classmethod
@@ -84,6 +85,12 @@ class BRGM:
         if self._stats is None:
             self._stats = latent_stats(self.G, self.cfg.stats_samples, self.cfg.stats_seed)
         return self._stats
+
+    @property
+    def prior(self) -> GaussianPrior:
+        if self._prior is None:
+            self._prior = GaussianPrior(self.stats.mean, self.stats.scale)
+        return self._prior
 
     @property
     def perceptual(self) -> PerceptualDistance:
@@ -120,7 +127,7 @@ class BRGM:
         if cfg.perceptual_weight:
             terms["perceptual"] = self.perceptual(fx, y_features)
         if cfg.prior_weight:
-            terms["prior"] = GaussianPrior(self.stats.mean, self.stats.scale)(latent)
+            terms["prior"] = self.prior(latent)
         if cfg.cosine_weight and cfg.space == "w+":
             terms["cosine"] = cosine_prior(latent)
         weights = {"pixel": cfg.pixel_weight, "perceptual": cfg.perceptual_weight, "prior": cfg.prior_weight,
