@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .io.atomic import _umask, atomic_path
+from .io.atomic import atomic_path, umask
 from .io.images import image_grid, save_image
 
 _TENSORS = ("mean", "std", "samples", "phi", "latent", "latent_std", "observation")
@@ -66,7 +66,7 @@ class Reconstruction:
         tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
         try:
             self._write(tmp)
-            os.chmod(tmp, 0o777 & ~_umask())
+            os.chmod(tmp, 0o777 & ~umask())
             if directory.exists():
                 shutil.rmtree(directory)
             os.replace(tmp, directory)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 
-def _umask() -> int:
+def umask() -> int:
     """The process umask (read without changing it for long)."""
     mask = os.umask(0)
     os.umask(mask)
@@ -30,7 +30,7 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

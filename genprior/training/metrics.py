@@ -48,16 +48,14 @@ class VGGFeatures(torch.nn.Module):
         return (64, 128, 256, 512, 512)[self.tap]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.vgg(_to_vgg_input(images) / 255)[self.tap].mean(dim=[2, 3])
+        return self.vgg(_to_vgg_input(images))[self.tap].mean(dim=[2, 3])
 
 
 def _to_vgg_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 or [0, 1] float (N, 1|3, H, W) -> float RGB 0..255, at least MIN_SIZE px."""
+    """uint8 or [0, 1] float (N, 1|3, H, W) -> float in [0, 1], at least MIN_SIZE px (VGG16Features repeats grey)."""
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise GenpriorError(f"images must be (N, 1 or 3, H, W), got {tuple(images.shape)}")
-    x = images.float() if images.dtype == torch.uint8 else images.float() * 255
-    if x.shape[1] == 1:
-        x = x.repeat(1, 3, 1, 1)
+    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
     short = min(x.shape[2:])
     if short < MIN_SIZE:
         scale = MIN_SIZE / short
