@@ -453,14 +453,21 @@ MODELS: list[ModelEntry] = [
         name="lpips-vgg16",
         filename="lpips-vgg16.pt",
         urls=("https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt",),
-        sha256=None,
+        # Not hashed here (no network). The same 64 digits are recorded by two unrelated projects that check the
+        # download against them (snap-research/discoscene models/perceptual_model.py, and a GuardBench run
+        # script that aborts on a mismatch), and they agree with the prefix b437eb09 / suffix c07c3 noted
+        # independently in BRGM.md section 2.1.
+        sha256="b437eb095feaeb0b83eb3fa11200ebca4548ee39a07fb944a417ddc516cc07c3",
         license="LPIPS linear weights BSD-2-Clause (Zhang et al. 2018); VGG16 ImageNet weights CC BY 4.0 "
-        "(Simonyan & Zisserman); TorchScript port distributed by NVIDIA with stylegan2-ada-pytorch",
-        description="NVIDIA's TorchScript LPIPS-VGG16 ('lin') used by BRGM's perceptual loss. sha256 not "
-        "recorded: only its first and last digits are documented (b437eb09...c07c3), so the first download is "
-        "trusted and its hash printed.",
+        "(Simonyan & Zisserman); TorchScript port distributed by NVIDIA with stylegan2-ada-pytorch "
+        "(NVIDIA Source Code License)",
+        description="NVIDIA's TorchScript LPIPS-VGG16 ('lin'), the perceptual net of BRGM and stylegan2-ada-pytorch "
+        "metrics. genprior reads only its tensors (genprior.io.torchscript; its code is never run) into "
+        "genprior.losses.LPIPS. sha256 taken from public projects that verify it, not yet hashed by genprior; a "
+        "copy in the shared folder is used from weights/vgg16.pt.",
         format="lpips-vgg-pt",
         kind="perceptual",
+        search=("weights/vgg16.pt",),
     ),
     _pggan("bedroom", 256, _LSUN, "1xbb2xakSn22lZoUcdaydQaBHoBSiUt6T"),
     _pggan("churchoutdoor", 256, _LSUN, "1yGlooC5u4KuiOMzuJiA1W-MW4WB-wqnf"),
