@@ -3,6 +3,7 @@
 * `GaussianPrior`: BRGM's isotropic Gaussian around the mean latent, ``mean(((w - mean) / scale)²)`` with
   ``scale`` the RMS norm of the latent (a scalar), as BRGM computes it from 10,000 mapped samples.
 * `cosine_prior`: BRGM's colinearity prior over W+ rows, ``Σ_{i≠j} |1 - cos(w_i, w_j)|`` per sample.
+* `noise_autocorrelation`: NVIDIA's projector regulariser that keeps optimised StyleGAN2 noise maps white.
 """
 
 from __future__ import annotations
@@ -66,3 +67,32 @@ def cosine_prior(ws: torch.Tensor) -> torch.Tensor:
         return ws.new_zeros(ws.shape[0])
     u = torch.nn.functional.normalize(ws, dim=2)
     return (1 - u @ u.transpose(1, 2)).abs().sum(dim=(1, 2))
+
+
+def noise_autocorrelation(noise: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Squared one-pixel autocorrelations of noise maps, summed over maps and scales -> (N,).
+
+    noise: name -> (N, 1, R, R) maps. At each scale (R, R/2, ... down to 8, by 2x2 averaging) the mean of
+    x·shift(x) along each axis is squared and added, as NVIDIA's StyleGAN2 projector regularises its noise.
+    White noise scores about 0; structure (the generator hiding image content in the noise) scores high.
+    """
+    total = None
+    for x in noise.values():
+        while True:
+            for dim in (2, 3):
+                term = (x * torch.roll(x, shifts=1, dims=dim)).mean(dim=(1, 2, 3)).square()
+                total = term if total is None else total + term
+            if x.shape[-1] <= 8:
+                break
+            x = torch.nn.functional.avg_pool2d(x, 2)
+    if total is None:
+        raise ValueError("no noise maps given")
+    return total
+
+
+def normalise_noise_(noise: dict[str, torch.Tensor]) -> None:
+    """In place: each map (N, 1, R, R) to zero mean and unit std per image (NVIDIA's projector does this)."""
+    with torch.no_grad():
+        for x in noise.values():
+            x.sub_(x.mean(dim=(1, 2, 3), keepdim=True))
+            x.div_(x.square().mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-8))

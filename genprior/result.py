@@ -55,7 +55,8 @@ class Reconstruction:
         if self.latent is None:
             raise ValueError("this reconstruction stores no latent")
         with torch.no_grad():
-            return G.render(self.latent.to(G.device), noise=self.noise or None).cpu()
+            noise = {k: v.to(G.device) for k, v in self.noise.items()}
+            return G.render(self.latent.to(G.device), noise=noise or None).cpu()
 
     def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the result into ``directory`` (created; all-or-nothing: written to a temp dir, then renamed)."""

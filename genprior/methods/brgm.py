@@ -3,9 +3,13 @@
 Minimises, per image, ``E(w) = a·P + b·Q + c·R + d·C`` over the latent w, where (images in [0, 1])
 
 * P = mean squared error between f(G(w)) and y on the observation's grid,
-* Q = VGG16 perceptual distance between f(G(w)) and y (`genprior.losses.PerceptualDistance`),
+* Q = perceptual distance between f(G(w)) and y: exact LPIPS-VGG16 when NVIDIA's ``vgg16.pt`` is in the
+  cache, else the uniform-weight VGG16 distance (`genprior.losses.perceptual_distance`, ``perceptual``),
 * R = Gaussian prior around the mean latent (`genprior.priors.GaussianPrior`),
-* C = colinearity of the W+ rows (`genprior.priors.cosine_prior`), W+ only.
+* C = colinearity of the W+ rows (`genprior.priors.cosine_prior`), W+ only,
+* N = autocorrelation of the StyleGAN2 noise maps (`genprior.priors.noise_autocorrelation`), only with
+  ``optimize_noise=True``: the maps start at the generator's constant noise, are fitted per image with the
+  latent, and renormalised after every step, as NVIDIA's projector does (BRGM.md §11.3).
 
 ``official_weights()`` converts the official code's λ's (defined on [0, 255] images) into these units.
 """
@@ -19,8 +23,8 @@ from typing import Any, Callable
 import torch
 
 from ..generators import Generator
-from ..losses import PerceptualDistance, pixel_mse
-from ..priors import GaussianPrior, LatentStats, cosine_prior, latent_stats
+from ..losses import LPIPS, PerceptualDistance, perceptual_distance, pixel_mse
+from ..priors import GaussianPrior, LatentStats, cosine_prior, latent_stats, noise_autocorrelation, normalise_noise_
 from ..result import Reconstruction
 from .optim import minimise
 
@@ -43,7 +47,11 @@ class BRGMConfig:
     perceptual_weight: float = 1.25
     prior_weight: float = 100.0
     cosine_weight: float = 0.1
+    optimize_noise: bool = False  # StyleGAN2: fit the noise maps per image too
+    noise_weight: float = 1e5  # weight of the noise autocorrelation penalty (NVIDIA's)
+    perceptual: str = "auto"  # "lpips" (exact, needs vgg16.pt), "vgg" (uniform weights), "auto" (lpips if cached)
     perceptual_size: int | None = None  # VGG input size; None: the observation's size, at least 32
+    perceptual_resize: str = "auto"  # "auto" (area down, bilinear up) or "area" (the official: pixel repeats up)
     init_candidates: int = 8  # z space only: random starts tried, the best kept
     stats_samples: int = 10_000
     stats_seed: int = 123
@@ -67,15 +75,18 @@ class BRGM:
             raise ValueError(f"the {G.family} generator has no W space: use space='z'")
         if self.cfg.space == "z" and G.w_dim is not None:
             raise ValueError("space='z' is for generators without a mapping network; use 'w+' or 'w'")
+        if self.cfg.optimize_noise and not hasattr(getattr(G, "synthesis", None), "noise_shapes"):
+            raise ValueError(f"optimize_noise needs a generator with noise inputs (StyleGAN2), not {G.family}")
         self.progress = progress
         self._stats: LatentStats | None = None
         self._prior: GaussianPrior | None = None
-        self._perceptual: PerceptualDistance | None = None
+        self._perceptual: LPIPS | PerceptualDistance | None = None
 
     @classmethod
     def official(cls, G: Generator, task: str = "inpaint", factor: int = 1, **overrides: Any) -> "BRGM":
         """BRGM-PyTorch's settings: W+, 501 steps of Adam at a constant lr 0.1, its λ's (see `official_weights`)."""
         cfg = dict(space="w+", steps=501, lr=0.1, schedule="constant", perceptual_size=256,
+                   perceptual_resize="area",
                    **official_weights(task, factor))
         cfg.update(overrides)
         return cls(G, **cfg)
@@ -93,9 +104,10 @@ class BRGM:
         return self._prior
 
     @property
-    def perceptual(self) -> PerceptualDistance:
+    def perceptual(self) -> LPIPS | PerceptualDistance:
         if self._perceptual is None:
-            self._perceptual = PerceptualDistance(self.cfg.perceptual_size).to(self.G.device)
+            self._perceptual = perceptual_distance(self.cfg.perceptual, self.cfg.perceptual_size, self.G.device,
+                                                   resize=self.cfg.perceptual_resize)
         return self._perceptual
 
     def initial_latent(self, y: torch.Tensor, physics: torch.nn.Module, y_features: Any) -> torch.Tensor:
@@ -117,11 +129,19 @@ class BRGM:
         best = e.view(k, n).argmin(0)
         return z[best, torch.arange(n)].clone()
 
+    def initial_noise(self, n: int) -> dict[str, torch.Tensor]:
+        """The generator's constant noise maps, one copy per image: name -> (n, 1, R, R)."""
+        synthesis = self.G.synthesis  # type: ignore[attr-defined]
+        return {name: synthesis.get_submodule(name).noise_const.detach().expand(n, 1, -1, -1).clone()
+                for name in synthesis.noise_shapes()}
+
     def energy(self, latent: torch.Tensor, y: torch.Tensor, physics: torch.nn.Module,
-               y_features: list[torch.Tensor] | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Per-image energy (N,) and its terms; latent as ``initial_latent`` returns it."""
+               y_features: list[torch.Tensor] | None,
+               noise: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Per-image energy (N,) and its terms; latent as ``initial_latent`` returns it, noise as
+        ``initial_noise`` (None: the generator's constant noise)."""
         cfg = self.cfg
-        x = self.G.render(latent, clamp=False)
+        x = self.G.render(latent, clamp=False, noise=noise)
         fx = physics.A(x)
         terms = {"pixel": pixel_mse(fx, y)}
         if cfg.perceptual_weight:
@@ -130,8 +150,10 @@ class BRGM:
             terms["prior"] = self.prior(latent)
         if cfg.cosine_weight and cfg.space == "w+":
             terms["cosine"] = cosine_prior(latent)
+        if noise:
+            terms["noise"] = noise_autocorrelation(noise)
         weights = {"pixel": cfg.pixel_weight, "perceptual": cfg.perceptual_weight, "prior": cfg.prior_weight,
-                   "cosine": cfg.cosine_weight}
+                   "cosine": cfg.cosine_weight, "noise": cfg.noise_weight}
         return sum(weights[k] * v for k, v in terms.items()), terms
 
     def __call__(self, y: torch.Tensor, physics: torch.nn.Module, *, seed: int = 0,
@@ -144,18 +166,28 @@ class BRGM:
         with torch.no_grad():
             y_features = self.perceptual.features(y) if cfg.perceptual_weight else None
         latent = self.initial_latent(y, physics, y_features).requires_grad_(True)
-        opt = torch.optim.Adam([latent], lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+        noise = {k: v.requires_grad_(True) for k, v in self.initial_noise(y.shape[0]).items()} \
+            if cfg.optimize_noise else {}
+        opt = torch.optim.Adam([latent, *noise.values()], lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
         start = time.perf_counter()
-        on_step = None if callback is None else (
-            lambda step, energy, terms: callback(step, latent.detach(), {k: v.detach() for k, v in terms.items()}))
-        history = minimise(opt, lambda: self.energy(latent, y, physics, y_features), cfg.steps, lr=cfg.lr,
-                           schedule=cfg.schedule, desc="BRGM MAP", progress=self.progress, on_step=on_step)
+
+        def on_step(step: int, energy: torch.Tensor, terms: dict) -> None:
+            normalise_noise_(noise)
+            if callback is not None:
+                callback(step, latent.detach(), {k: v.detach() for k, v in terms.items()})
+
+        history = minimise(opt, lambda: self.energy(latent, y, physics, y_features, noise or None), cfg.steps,
+                           lr=cfg.lr, schedule=cfg.schedule, desc="BRGM MAP", progress=self.progress,
+                           on_step=on_step)
         latent = latent.detach()
+        noise = {k: v.detach() for k, v in noise.items()}
         with torch.no_grad():
-            mean = self.G.render(latent)
+            mean = self.G.render(latent, noise=noise or None)
         return Reconstruction(
             mean=mean.cpu(), latent=latent.cpu(), observation=y.cpu(), seed=seed,
+            noise={k: v.cpu() for k, v in noise.items()},
             config={"method": "brgm-map", **asdict(cfg), "generator": self.G.config,
+                    "perceptual_used": self.perceptual.kind if cfg.perceptual_weight else None,
                     "physics": getattr(physics, "config", lambda: {"name": type(physics).__name__})()},
             history={"energy": history, "seconds": time.perf_counter() - start},
         )

@@ -8,7 +8,8 @@ The model, in calibrated sum form (so that the posterior width means something):
   (`genprior.priors.latent_stats`), each W+ row independent, plus optional ``cosine_weight · C``.
 
 q(w) = N(μ, diag σ²) minimises ``-ELBO = E_q[E(w)] / T - Σ log σ`` (the entropy term BRGM's official
-code lacks; ``temperature`` T = 1 is the Bayesian posterior). μ starts at a short MAP fit.
+code lacks; ``temperature`` T = 1 is the Bayesian posterior). μ starts at a short MAP fit; with
+``optimize_noise`` that fit also places the StyleGAN2 noise maps, which then stay fixed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import torch
 import torch.nn.functional as F
 
 from ..generators import Generator
-from ..losses import PerceptualDistance
 from ..priors import cosine_prior
 from ..result import Reconstruction
 from .brgm import BRGM
@@ -43,6 +43,7 @@ class VIConfig:
     cosine_weight: float = 0.0
     init_std: float = 0.05  # initial σ as a fraction of the latent's per-dimension std
     map_steps: int = 100  # MAP steps that place μ before the ELBO steps (0: start at the mean latent)
+    optimize_noise: bool = False  # StyleGAN2: the MAP fit also fits the noise maps (kept fixed under q)
     num_samples: int = 16  # posterior samples returned per image
 
 
@@ -57,8 +58,8 @@ class VariationalBRGM:
         self.G = G
         self.cfg = VIConfig(**config)
         self.progress = progress
-        self.map = BRGM(G, space=self.cfg.space, steps=self.cfg.map_steps, lr=0.1, progress=progress)
-        self._perceptual: PerceptualDistance | None = None
+        self.map = BRGM(G, space=self.cfg.space, steps=self.cfg.map_steps, lr=0.1, progress=progress,
+                        optimize_noise=self.cfg.optimize_noise)
 
     def noise_sigma(self, physics: torch.nn.Module) -> float:
         if self.cfg.noise_sigma is not None:
@@ -67,16 +68,14 @@ class VariationalBRGM:
         return sigma if sigma > 0 else 0.02
 
     def energy(self, w: torch.Tensor, y: torch.Tensor, physics: torch.nn.Module, sigma_n: float,
-               y_features: list[torch.Tensor] | None) -> torch.Tensor:
-        """Per-sample negative log joint (up to a constant), (N,)."""
+               y_features: list[torch.Tensor] | None, noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Per-sample negative log joint (up to a constant), (N,); noise maps (N, 1, R, R) or None."""
         st = self.map.stats
-        fx = physics.A(self.G.render(w, clamp=False))
+        fx = physics.A(self.G.render(w, clamp=False, noise=noise))
         e = (fx - y).flatten(1).square().sum(1) / (2 * sigma_n**2)
         e = e + 0.5 * ((w - st.mean) / st.std).flatten(1).square().sum(1)
         if self.cfg.perceptual_weight:
-            if self._perceptual is None:
-                self._perceptual = PerceptualDistance().to(self.G.device)
-            e = e + self.cfg.perceptual_weight * self._perceptual(fx, y_features)
+            e = e + self.cfg.perceptual_weight * self.map.perceptual(fx, y_features)
         if self.cfg.cosine_weight and self.cfg.space == "w+":
             e = e + self.cfg.cosine_weight * cosine_prior(w)
         return e
@@ -90,8 +89,11 @@ class VariationalBRGM:
         n = y.shape[0]
         sigma_n = self.noise_sigma(physics)
         start = time.perf_counter()
+        noise: dict[str, torch.Tensor] = {}
         if cfg.map_steps:
-            mu0 = self.map(y, physics, seed=seed).latent.to(y.device)
+            fit = self.map(y, physics, seed=seed)
+            mu0 = fit.latent.to(y.device)
+            noise = {k: v.to(y.device) for k, v in fit.noise.items()}
         else:
             torch.manual_seed(seed)
             mu0 = self.map.initial_latent(y, physics, None)
@@ -102,16 +104,16 @@ class VariationalBRGM:
         opt = torch.optim.Adam([mu, rho], lr=cfg.lr)
         y_features = None
         if cfg.perceptual_weight:
-            self._perceptual = self._perceptual or PerceptualDistance().to(self.G.device)
             with torch.no_grad():
-                y_features = [f.repeat(cfg.mc_samples, 1, 1, 1) for f in self._perceptual.features(y)]
+                y_features = [f.repeat(cfg.mc_samples, 1, 1, 1) for f in self.map.perceptual.features(y)]
         y_rep = y.repeat(cfg.mc_samples, 1, 1, 1)
+        noise_rep = {k: v.repeat(cfg.mc_samples, 1, 1, 1) for k, v in noise.items()} or None
 
         def neg_elbo() -> tuple[torch.Tensor, torch.Tensor]:
             sigma = F.softplus(rho)
             eps = torch.randn((cfg.mc_samples, *mu.shape), generator=gen, device=y.device)
             w = (mu + eps * sigma).flatten(0, 1)  # [S*N, ...], sample-major
-            e = self.energy(w, y_rep, physics, sigma_n, y_features).view(cfg.mc_samples, n).mean(0)
+            e = self.energy(w, y_rep, physics, sigma_n, y_features, noise_rep).view(cfg.mc_samples, n).mean(0)
             return e / cfg.temperature - torch.log(sigma).flatten(1).sum(1), sigma  # -ELBO per image, + const
 
         on_step = None if callback is None else (
@@ -119,9 +121,10 @@ class VariationalBRGM:
         history = minimise(opt, neg_elbo, cfg.steps, lr=cfg.lr, schedule=cfg.schedule, desc="BRGM VI",
                            progress=self.progress, on_step=on_step)
         mu, sigma = mu.detach(), F.softplus(rho).detach()
-        samples = self.sample(mu, sigma, cfg.num_samples, gen)
+        samples = self.sample(mu, sigma, cfg.num_samples, gen, noise or None)
         return Reconstruction(
             mean=samples.mean(1).cpu(), std=samples.std(1).cpu(), samples=samples.cpu(), latent=mu.cpu(),
+            noise={k: v.cpu() for k, v in noise.items()},
             latent_std=sigma.cpu(), observation=y.cpu(), seed=seed,
             config={"method": "brgm-vi", **asdict(cfg), "noise_sigma_used": sigma_n, "generator": self.G.config,
                     "physics": getattr(physics, "config", lambda: {"name": type(physics).__name__})()},
@@ -129,10 +132,11 @@ class VariationalBRGM:
         )
 
     @torch.no_grad()
-    def sample(self, mu: torch.Tensor, sigma: torch.Tensor, num: int, gen: torch.Generator) -> torch.Tensor:
-        """(N, num, C, H, W) images in [0, 1] rendered from latents drawn from q."""
+    def sample(self, mu: torch.Tensor, sigma: torch.Tensor, num: int, gen: torch.Generator,
+               noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """(N, num, C, H, W) images in [0, 1] rendered from latents drawn from q (with fixed noise maps)."""
         out = []
         for _ in range(num):
             w = mu + torch.randn(mu.shape, generator=gen, device=mu.device) * sigma
-            out.append(self.G.render(w))
+            out.append(self.G.render(w, noise=noise))
         return torch.stack(out, 1)
