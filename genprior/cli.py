@@ -100,14 +100,17 @@ def sample(generator, seeds, truncation_psi, noise_mode, class_idx, cols, device
 @click.option("--samples", type=int, default=16, show_default=True, help="Posterior samples (vi).")
 @click.option("--steps", type=int, default=None, help="Optimisation steps (default: the method's).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--optimize-noise", is_flag=True, help="map/vi on StyleGAN2: fit the noise maps too (NVIDIA's penalty).")
+@click.option("--perceptual", type=click.Choice(["auto", "lpips", "vgg"]), default="auto", show_default=True,
+              help="map/vi perceptual distance: exact LPIPS (needs vgg16.pt in the cache), uniform VGG16, or auto.")
 @click.option("--simulate", is_flag=True,
               help="Inputs are clean images: degrade them with the task's forward model and report metrics.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder; one sub-folder per image.")
 @click.option("--overwrite", is_flag=True, help="Replace existing result folders.")
-def restore(inputs, generator, task, method, fusion, factor, kernel, mask, sigma, samples, steps, seed, simulate, device,
-            output, overwrite) -> None:  # noqa: ANN001
+def restore(inputs, generator, task, method, fusion, factor, kernel, mask, sigma, samples, steps, seed, optimize_noise,
+            perceptual, simulate, device, output, overwrite) -> None:  # noqa: ANN001
     """Restore IMAGE_OR_DIR with a generative prior (BRGM MAP or variational posterior)."""
     import warnings
 
@@ -133,7 +136,8 @@ def restore(inputs, generator, task, method, fusion, factor, kernel, mask, sigma
             if method == "bigprior":
                 res = run_bigprior(G, y.to(G.device), physics, task, fusion, steps=steps, seed=seed + i)
             else:
-                res = run_method(method, G, y.to(G.device), physics, steps=steps, samples=samples, seed=seed + i)
+                res = run_method(method, G, y.to(G.device), physics, steps=steps, samples=samples, seed=seed + i,
+                                 optimize_noise=optimize_noise, perceptual=perceptual)
             res.images["pseudo_inverse"] = physics.A_dagger(y.to(G.device)).clamp(0, 1).cpu()
             if task == "inpaint":
                 m = physics.observed.float().cpu()

@@ -44,6 +44,7 @@ class VIConfig:
     init_std: float = 0.05  # initial σ as a fraction of the latent's per-dimension std
     map_steps: int = 100  # MAP steps that place μ before the ELBO steps (0: start at the mean latent)
     optimize_noise: bool = False  # StyleGAN2: the MAP fit also fits the noise maps (kept fixed under q)
+    perceptual: str = "auto"  # perceptual distance of the MAP fit and of perceptual_weight: auto, lpips, vgg
     num_samples: int = 16  # posterior samples returned per image
 
 
@@ -59,7 +60,7 @@ class VariationalBRGM:
         self.cfg = VIConfig(**config)
         self.progress = progress
         self.map = BRGM(G, space=self.cfg.space, steps=self.cfg.map_steps, lr=0.1, progress=progress,
-                        optimize_noise=self.cfg.optimize_noise)
+                        optimize_noise=self.cfg.optimize_noise, perceptual=self.cfg.perceptual)
 
     def noise_sigma(self, physics: torch.nn.Module) -> float:
         if self.cfg.noise_sigma is not None:
