@@ -239,6 +239,21 @@ def test_bounded_phi_sees_g_and_mask():
     assert ablation(y[:, :1], None).shape == (2, 3, 16, 16)
 
 
+def test_bounded_phi_takes_the_holes_from_the_prior():
+    torch.manual_seed(0)
+    net = BoundedPhi(in_channels=3, layers=3, features=8, use_mask=True)
+    torch.nn.init.normal_(net.body[-1].weight, std=1.0)  # a net that already learned something
+    y, g = torch.rand(1, 3, 16, 16) - 0.5, torch.rand(1, 3, 16, 16) - 0.5
+    m = torch.zeros(1, 1, 16, 16)
+    m[..., 4:12, 4:12] = 1
+    phi = net(y, g, m)
+    assert torch.equal(phi[..., 4:12, 4:12], torch.ones(1, 3, 8, 8))  # holes: all prior, exactly
+    outside = phi[..., :4, :]
+    assert outside.min() < 0.9 and outside.std() > 0.01  # elsewhere the net decides
+    fused = BIGPrior(net, "inpainting")(y + 0.5, g + 0.5, m)[0]
+    assert torch.allclose(fused[..., 4:12, 4:12], (g + 0.5)[..., 4:12, 4:12].clamp(0, 1), atol=1e-6)
+
+
 # --------------------------------------------------------------------------- bad input
 
 def test_mismatched_triples_name_the_missing_files(tmp_path, col):

@@ -66,7 +66,11 @@ class DnCNNPhi(nn.Module):
 
 
 class BoundedPhi(nn.Module):
-    """genprior's φ-net: ``φ = sigmoid(body(cat[y, g, mask?]))`` ∈ [0, 1]; starts at φ = 0.5 everywhere."""
+    """genprior's φ-net: ``φ = sigmoid(body(cat[y, g, mask?]))`` ∈ [0, 1]; starts at φ = 0.5 everywhere.
+
+    With ``use_mask`` φ is also fixed to 1 in the holes (mask = 1), where y holds no data: the net only
+    decides how to blend where something was observed.
+    """
 
     kind = "bounded"
 
@@ -93,7 +97,10 @@ class BoundedPhi(nn.Module):
             if mask is None:
                 raise ValueError("this BoundedPhi was built with use_mask=True: pass the hole mask")
             parts.append(mask.to(y.dtype))
-        return torch.sigmoid(self.body(torch.cat(parts, dim=1)))
+        phi = torch.sigmoid(self.body(torch.cat(parts, dim=1)))
+        if self.use_mask:
+            phi = torch.maximum(phi, mask.to(phi.dtype))  # holes: all prior
+        return phi
 
 
 def build_phi_net(config: dict) -> nn.Module:
