@@ -100,15 +100,21 @@ def with_luma(rgb: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
 
 def run_bigprior(G: Generator, y: torch.Tensor, physics: Physics, task: str, fusion: str | Path, *,
                  steps: int | None = None, layer: int | None = None, seed: int = 0, progress: bool = True):
-    """mGANprior inversion for the GAN estimate g, then the fusion net: x = φ·g + (1 - φ)·d(y), with φ."""
+    """mGANprior inversion for the GAN estimate g, then the fusion net: x = φ·g + (1 - φ)·d(y), with φ.
+
+    The inversion uses `MGANPrior.preset` (for DCGAN at layer 3). A grey generator's in-painting or denoising
+    (the shipped StyleGAN2s) goes through the RGB fusion net with y and g repeated to 3 channels; x and φ are
+    then averaged back to one channel, which is the fusion with the channel-mean φ.
+    """
     from .methods import BIGPrior, MGANPrior
     from .result import Reconstruction
 
     if task not in ("colorize", "inpaint", "denoise"):
         raise GenpriorError(f"BIGPrior handles colorize, inpaint and denoise, not {task}")
     net = BIGPrior.load(fusion, task=task)
-    net.check(task=task, channels=y.shape[1])
-    overrides = {"layer": layer} if layer is not None else ({} if G.family == "pggan" else {"layer": 3})
+    grey = y.shape[1] == 1 and task != "colorize"
+    net.check(task=task, channels=3 if grey else y.shape[1])
+    overrides = {"layer": layer} if layer is not None else ({"layer": 3} if G.family == "dcgan" else {})
     if steps:
         overrides["steps"] = steps
     inv = MGANPrior.preset(G, task, progress=progress, **overrides)(y, physics, seed=seed)
@@ -116,7 +122,11 @@ def run_bigprior(G: Generator, y: torch.Tensor, physics: Physics, task: str, fus
     if task == "colorize":
         g = with_luma(g, y)
     mask = physics.observed.float().expand(y.shape[0], 1, -1, -1) if task == "inpaint" else None
-    x, phi = net(y, g, mask=mask)
+    if grey:
+        x, phi = net(y.expand(-1, 3, -1, -1), g.expand(-1, 3, -1, -1), mask=mask)
+        x, phi = x.mean(1, keepdim=True), phi.mean(1, keepdim=True)
+    else:
+        x, phi = net(y, g, mask=mask)
     return Reconstruction(mean=x.cpu(), phi=phi.cpu(), observation=y.cpu(), seed=seed, tensors=inv.tensors,
                           images={"gan_estimate": g.cpu()},
                           config={"method": "bigprior", "fusion": str(fusion), "fusion_net": net.config(),

@@ -82,7 +82,10 @@ class Generator(nn.Module):
         return x.clamp(0, 1) if clamp else x
 
     def split(self, k: int):  # pragma: no cover - overridden where supported
-        """(head, tail) with ``tail(head(latent)) == synthesis(latent)``; head's output is a feature map."""
+        """(head, tail) with ``tail(head(latent)) == synthesis(latent)``; head's output is a feature map.
+
+        StyleGAN2 splits at a block resolution and its tail reads W rows too: ``tail(head(ws), ws)``.
+        """
         raise NotImplementedError(f"the {self.family} generator cannot be split at an intermediate layer")
 
     def extra_repr(self) -> str:

@@ -7,6 +7,7 @@ load strictly; the constructor takes the official keyword arguments (``init_kwar
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -289,6 +290,20 @@ class SynthesisNetwork(nn.Module):
                                               noise_mode=noise_mode, noise=block_noise)
         return img
 
+    def split(self, k: int) -> tuple["SynthesisHead", "SynthesisTail"]:
+        """(head, tail) at block resolution ``k``; see `SynthesisHead` and `SynthesisTail`.
+
+        ``tail(head(ws), ws) == self(ws)`` exactly (same ops in the same order).
+
+        Raises:
+            ValueError: ``k`` is not a block resolution below the output resolution.
+        """
+        valid = self.block_resolutions[:-1]
+        if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k not in valid:
+            raise ValueError(f"StyleGAN2 split point k must be a block resolution below {self.img_resolution}, "
+                             f"one of {valid} (the head renders blocks b4..b<k>), got {k!r}")
+        return SynthesisHead(self, int(k)), SynthesisTail(self, int(k))
+
     def noise_shapes(self) -> dict[str, tuple[int, int]]:
         """Names and (R, R) shapes of every noise input, in synthesis order."""
         out = {}
@@ -298,6 +313,62 @@ class SynthesisNetwork(nn.Module):
                 if layer is not None and layer.use_noise:
                     out[f"b{res}.{name}"] = (res, res)
         return out
+
+
+def _full_ws(ws: torch.Tensor, num_ws: int) -> torch.Tensor:
+    """ws (N, num_ws, w_dim) as is, or one w (N, w_dim) repeated to every row."""
+    if ws.ndim == 2:
+        return ws.unsqueeze(1).expand(-1, num_ws, -1)
+    if ws.ndim != 3 or ws.shape[1] != num_ws:
+        raise ValueError(f"ws must have shape (N, {num_ws}, w_dim) or (N, w_dim), got {tuple(ws.shape)}")
+    return ws
+
+
+class SynthesisHead(nn.Module):
+    """Blocks b4..b<k> of a `SynthesisNetwork`: ws -> the state the next block reads, as one feature map.
+
+    Input: ws (N, num_ws, w_dim), or one w (N, w_dim) for every row; only the rows of blocks <= k are read
+    (including block k's toRGB row, which the next block's conv0 shares).
+    Output: (N, C_k + img_channels, k, k) for the skip architecture: the block's features x (C_k channels,
+    unbounded) with the partial skip image img (img_channels, roughly [-1, 1]) appended as extra channels;
+    (N, C_k, k, k) for 'orig' and 'resnet', whose blocks below the output carry no image.
+    """
+
+    def __init__(self, synthesis: SynthesisNetwork, k: int) -> None:
+        super().__init__()
+        self.synthesis, self.k = synthesis, k
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+        ws = _full_ws(ws.float(), self.synthesis.num_ws)
+        x = img = None
+        for res, (a, b) in self.synthesis.w_slices().items():
+            if res > self.k:
+                break
+            x, img = getattr(self.synthesis, f"b{res}")(x, img, ws[:, a:b], noise_mode=noise_mode)
+        return x if img is None else torch.cat([x, img], dim=1)
+
+
+class SynthesisTail(nn.Module):
+    """Blocks after b<k> of a `SynthesisNetwork`: (head state, ws) -> raw image (N, img_channels, R, R).
+
+    ``state`` is a `SynthesisHead` output (or a mix of several); ws (N, num_ws, w_dim), or one w (N, w_dim)
+    for every row; only the rows of blocks > k are read. The skip image continues from the state's image
+    channels, so ``tail(head(ws), ws)`` equals ``synthesis(ws)``.
+    """
+
+    def __init__(self, synthesis: SynthesisNetwork, k: int) -> None:
+        super().__init__()
+        self.synthesis, self.k = synthesis, k
+        self.img_channels = synthesis.img_channels if getattr(synthesis, f"b{k}").num_torgb else 0
+
+    def forward(self, state: torch.Tensor, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+        ws = _full_ws(ws.float(), self.synthesis.num_ws)
+        c = state.shape[1] - self.img_channels
+        x, img = (state[:, :c], state[:, c:]) if self.img_channels else (state, None)
+        for res, (a, b) in self.synthesis.w_slices().items():
+            if res > self.k:
+                x, img = getattr(self.synthesis, f"b{res}")(x, img, ws[:, a:b], noise_mode=noise_mode)
+        return img
 
 
 @register_family
@@ -327,6 +398,22 @@ class StyleGAN2Generator(Generator):
         """z (N, z_dim) -> image (N, C, R, R), the official ``G(z, c)``."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, noise_mode=noise_mode, **synthesis_kwargs)
+
+    def split(self, k: int) -> tuple[SynthesisHead, SynthesisTail]:
+        """(head, tail) at block resolution ``k`` (4, 8, ..., resolution/2), for multi-code inversion.
+
+        Returns:
+            head: ws (N, num_ws, w_dim) or w (N, w_dim) -> state (N, C_k [+ img_channels], k, k): block k's
+                features, with the skip image so far appended as the last ``img_channels`` channels;
+            tail: (state, ws) -> raw image (N, C, R, R), roughly [-1, 1]; reads the W rows of blocks > k.
+            ``tail(head(ws), ws) == synthesis(ws, noise_mode="const")``; both share this generator's weights.
+
+        Unlike PGGAN and DCGAN the tail takes a latent too: StyleGAN2's later layers are styled by W rows.
+
+        Raises:
+            ValueError: ``k`` is not one of the valid block resolutions (the message lists them).
+        """
+        return self.synthesis.split(k)
 
     def render(self, latent: torch.Tensor, *, noise_mode: str = "const", clamp: bool = True,
                noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:

@@ -7,7 +7,26 @@ maps F_n = G1(z_n); a per-code, per-channel importance α_n (C_k,) composes them
 
 and {z_n, α_n} are fitted so that the degraded x matches the observation under
 ``pixel_weight · MSE + vgg_weight · 0.001 · L1(VGG16 relu3_3)`` (the official loss, with the official ×0.001).
-Any generator with ``split(k)`` works (PGGAN, DCGAN).
+Any generator with ``split(k)`` works (PGGAN, DCGAN, StyleGAN2).
+
+StyleGAN2 (generators with a W space) differs in three ways:
+
+* **Codes live in W** (w_dim), one w per code repeated over the head's rows, initialised as the mapping of
+  seeded z ~ N(0, I). W is the usual StyleGAN inversion space: z through the mapping would keep the codes on
+  the learnt W distribution, but puts the mapping MLP in every gradient step and is harder to optimise
+  (the mapping squeezes and bends z); the W+ codes of BRGM in this package live in W too.
+* **k is a block resolution** (4, 8, ..., R/2): the head renders blocks b4..b<k> from each code, F_n is block
+  k's state (N, C_k + img_channels, k, k) = its features with the skip-branch image so far appended as extra
+  channels. These image channels are composed like every other channel, with their own per-code importance
+  (the image is part of the state the next block continues from, so it is treated as features; this keeps
+  ``compose`` identical for every family and, for one code with α = 1, reproduces the generator exactly).
+* **The tail needs W rows** for blocks > k: one extra tail code w_tail (N, w_dim), repeated over those rows,
+  is fitted too, initialised as the mean of the initial codes (for one code: that code, so the inversion
+  starts at the generator's image). α starts at 1 rather than 1/N: without PGGAN's PixelNorm the scale of the
+  composed feature matters, and α = 1 starts it at the mean of the codes' features. Noise is ``const``.
+
+The presets give the official PGGAN composing-layer indices; for StyleGAN2 they become the block resolution
+PGGAN's composing feature has at that index (`preset_layer`: 4 -> 8x8, 6 -> 16x16), capped at R/2.
 """
 
 from __future__ import annotations
@@ -43,10 +62,25 @@ class MGANPriorConfig:
     vgg_weight: float = 1.0
 
 
+def preset_layer(G: Generator, k: int) -> int:
+    """The composing layer for ``G`` from an official PGGAN composing index ``k`` (BIGPRIOR.md §2.1).
+
+    PGGAN and DCGAN: ``k`` itself. StyleGAN2: the block resolution of PGGAN's composing feature at ``k``,
+    ``2 ** (k // 2 + 1)`` (2 -> 4, 4 -> 8, 6 -> 16, 8 -> 32), capped at ``G.resolution // 2``; so a 64-px
+    generator composes at 8x8 for in-painting and denoising and at 16x16 for colorization, as PGGAN does.
+    """
+    if G.w_dim is None:
+        return k
+    return min(2 ** (k // 2 + 1), G.resolution // 2)
+
+
 class MGANPrior:
     """``MGANPrior(G, layer=4, codes=20)(y, physics, seed=0)`` -> `Reconstruction` (``mean`` = the inversion).
 
-    The result's ``tensors`` hold the codes ``z`` (N, codes, z_dim) and importances ``alpha`` (N, codes, C_k).
+    ``layer`` is ``G.split``'s k: a module index for PGGAN / DCGAN, a block resolution for StyleGAN2.
+    The result's ``tensors`` hold the importances ``alpha`` (N, codes, C_k) and the codes: ``z``
+    (N, codes, z_dim) for PGGAN / DCGAN; ``w`` (N, codes, w_dim) and the tail code ``w_tail`` (N, w_dim) for
+    StyleGAN2 (C_k then includes the skip image's channels).
     """
 
     def __init__(self, G: Generator, *, progress: bool = False, **config: Any) -> None:
@@ -54,6 +88,9 @@ class MGANPrior:
         self.cfg = MGANPriorConfig(**config)
         if self.cfg.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', not {self.cfg.optimizer!r}")
+        self.space = "w" if G.w_dim is not None else "z"  # where the codes live
+        if getattr(G, "c_dim", 0):
+            raise ValueError("mGANprior does not support conditional generators (c_dim > 0)")
         self.head, self.tail = G.split(self.cfg.layer)
         self.progress = progress
         self._vgg: VGG16Features | None = None
@@ -64,24 +101,50 @@ class MGANPrior:
 
         ``official=True`` also takes the official optimiser (SGD, lr 1); the default keeps Adam (lr 0.05),
         which converges on generators without PGGAN's scale-invariant PixelNorm (DCGAN) too.
+        The preset layer is translated for ``G`` by `preset_layer`; a ``layer`` override is used as given.
         """
         if task not in PRESETS:
             raise ValueError(f"no mGANprior preset for task {task!r}; known: {sorted(PRESETS)}")
+        preset = {**PRESETS[task], "layer": preset_layer(G, PRESETS[task]["layer"])}
         optim = {"optimizer": "sgd", "lr": 1.0} if official else {}
-        return cls(G, **{**PRESETS[task], **optim, **overrides})
+        return cls(G, **{**preset, **optim, **overrides})
 
     def vgg_relu3_3(self, x: torch.Tensor) -> torch.Tensor:
         if self._vgg is None:
             self._vgg = VGG16Features.pretrained(self.G.device)
         return self._vgg(x)[2]
 
-    def compose(self, z: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        """Images (N, C, R, R) in about [0, 1] (unclamped) from z (N, codes, z_dim) and alpha (N, codes, C_k)."""
+    def compose(self, z: torch.Tensor, alpha: torch.Tensor, w_tail: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (N, C, R, R) in about [0, 1] (unclamped) from codes and importances alpha (N, codes, C_k).
+
+        z: codes (N, codes, z_dim), or (N, codes, w_dim) in W for StyleGAN2. w_tail (N, w_dim), StyleGAN2
+        only: the W code of the blocks after k; None takes the mean of the codes.
+        """
         n, codes = z.shape[:2]
         feats = self.head(z.flatten(0, 1))
         feats = feats.view(n, codes, *feats.shape[1:])
         composed = (feats * alpha[..., None, None]).sum(1) / codes
-        return (self.tail(composed) + 1) * 0.5
+        if self.space == "z":
+            return (self.tail(composed) + 1) * 0.5
+        return (self.tail(composed, z.mean(1) if w_tail is None else w_tail) + 1) * 0.5
+
+    def init_codes(self, n: int, seed: int, device: torch.device) -> dict[str, torch.Tensor]:
+        """Initial leaf tensors: ``z`` (n, codes, z_dim) ~ N(0, I) and ``alpha`` = 1/codes; for StyleGAN2
+        ``w`` = mapping(z) (n, codes, w_dim), ``w_tail`` = their mean (n, w_dim) and ``alpha`` = 1."""
+        cfg = self.cfg
+        gen = torch.Generator(device=device).manual_seed(seed)
+        z = torch.randn(n, cfg.codes, self.G.z_dim, generator=gen, device=device)
+        if self.space == "z":
+            codes = {"z": z}
+        else:
+            with torch.no_grad():
+                w = self.G.mapping(z.flatten(0, 1))[:, 0].view(n, cfg.codes, -1)  # type: ignore[operator]
+            codes = {"w": w, "w_tail": w.mean(1)}
+        first = next(iter(codes.values()))
+        with torch.no_grad():
+            channels = self.head(first[0, :1]).shape[1]
+        alpha = torch.full((n, cfg.codes, channels), 1.0 / cfg.codes if self.space == "z" else 1.0, device=device)
+        return {k: v.clone().requires_grad_(True) for k, v in {**codes, "alpha": alpha}.items()}
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, physics: torch.nn.Module,
              y_vgg: torch.Tensor | None) -> torch.Tensor:
@@ -97,25 +160,22 @@ class MGANPrior:
         if not torch.isfinite(y).all():
             raise ValueError("the observation contains NaN or infinite values")
         y = y.to(self.G.device).float()
-        n = y.shape[0]
-        gen = torch.Generator(device=y.device).manual_seed(seed)
-        z = torch.randn(n, cfg.codes, self.G.z_dim, generator=gen, device=y.device).requires_grad_(True)
-        channels = self.head(z[0, :1].detach()).shape[1]
-        alpha = torch.full((n, cfg.codes, channels), 1.0 / cfg.codes, device=y.device).requires_grad_(True)
-        params = [z, alpha]
-        opt = torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "sgd" else torch.optim.Adam(params, lr=cfg.lr)
+        params = self.init_codes(y.shape[0], seed, y.device)
+        codes, alpha, w_tail = params.get("z", params.get("w")), params["alpha"], params.get("w_tail")
+        leaves = list(params.values())
+        opt = torch.optim.SGD(leaves, lr=cfg.lr) if cfg.optimizer == "sgd" else torch.optim.Adam(leaves, lr=cfg.lr)
         with torch.no_grad():
             y_vgg = self.vgg_relu3_3(y) if cfg.vgg_weight else None
         start = time.perf_counter()
-        history = minimise(opt, lambda: (self.loss(self.compose(z, alpha), y, physics, y_vgg), None), cfg.steps,
-                           desc="mGANprior", progress=self.progress,
+        history = minimise(opt, lambda: (self.loss(self.compose(codes, alpha, w_tail), y, physics, y_vgg), None),
+                           cfg.steps, desc="mGANprior", progress=self.progress,
                            on_step=None if callback is None else (lambda step, loss, _: callback(step, loss)))
         with torch.no_grad():
-            x = self.compose(z, alpha).clamp(0, 1)
+            x = self.compose(codes, alpha, w_tail).clamp(0, 1)
         return Reconstruction(
             mean=x.cpu(), observation=y.cpu(), seed=seed,
-            tensors={"z": z.detach().cpu(), "alpha": alpha.detach().cpu()},
-            config={"method": "mganprior", **asdict(cfg), "generator": self.G.config,
+            tensors={k: v.detach().cpu() for k, v in params.items()},
+            config={"method": "mganprior", **asdict(cfg), "code_space": self.space, "generator": self.G.config,
                     "physics": getattr(physics, "config", lambda: {"name": type(physics).__name__})()},
             history={"loss": history, "seconds": time.perf_counter() - start},
         )
