@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from click.testing import CliRunner
 from PIL import Image
@@ -169,3 +171,17 @@ def test_bigprior_test_command_on_official_outputs(tmp_path, shared):
     stored = np.load(src / "bigprior-nets" / "col_bedroom_1" / "AUC.npy")
     assert abs(metrics["per_image"]["250"]["auc"] - float(stored[0])) < 2e-3
     assert (tmp_path / "out" / "250_phi.npy").exists()
+
+
+def test_restore_map_with_noise_optimisation_on_a_shipped_stylegan2(tmp_path):
+    import torch
+
+    brain = Path(genprior.__file__).parent / "samples" / "brain.png"
+    res = run("restore", brain, "-g", "genprior-brain64", "--task", "superres", "--factor", "4", "--steps", "3",
+              "--optimize-noise", "--perceptual", "vgg", "--simulate", "-o", tmp_path)
+    assert res.exit_code == 0, res.output
+    back = genprior.Reconstruction.load(tmp_path / "brain")
+    G = genprior.load_generator("genprior-brain64")
+    assert set(back.noise) == set(G.synthesis.noise_shapes())
+    assert back.config["optimize_noise"] is True and back.config["perceptual_used"] == "vgg"
+    assert torch.equal(back.render(G), back.mean)
