@@ -30,3 +30,21 @@ def test_vi_uncertainty_follows_the_data(tmp_path):
     back = genprior.Reconstruction.load(res.save(tmp_path / "vi"))
     assert torch.equal(back.samples, res.samples) and torch.equal(back.latent_std, res.latent_std)
     assert (tmp_path / "vi" / "std.png").exists() and (tmp_path / "vi" / "samples.png").exists()
+
+
+def test_low_rank_posterior_entropy_and_draws_match_the_full_covariance():
+    from genprior.methods.vi import VariationalBRGM
+
+    gen = torch.Generator().manual_seed(0)
+    mu = torch.randn(2, 3, 4, generator=gen)  # (N, rows, dims): D = 12
+    sigma = torch.rand(2, 3, 4, generator=gen) + 0.2
+    factors = torch.randn(2, 12, 3, generator=gen) * 0.5
+    cov = torch.diag_embed(sigma.flatten(1).square()) + factors @ factors.transpose(1, 2)
+    h = VariationalBRGM.entropy(sigma, factors)
+    assert torch.allclose(h, 0.5 * torch.logdet(cov), atol=1e-4)  # Gaussian entropy up to a constant
+    assert torch.allclose(VariationalBRGM.entropy(sigma, factors[..., :0]), torch.log(sigma).flatten(1).sum(1))
+    w = VariationalBRGM.draw(mu, sigma, factors, 40_000, gen).flatten(2)  # (S, N, D)
+    assert torch.allclose(w.mean(0), mu.flatten(1), atol=0.05)
+    for i in range(2):
+        emp = torch.cov(w[:, i].T)
+        assert (emp - cov[i]).abs().max() < 0.08 * cov[i].abs().max()

@@ -7,8 +7,11 @@ The model, in calibrated sum form (so that the posterior width means something):
 * prior       ``-log p(w) = ½ Σ ((w - w̄) / s_d)²`` with per-dimension mean w̄ and std s_d of the latent
   (`genprior.priors.latent_stats`), each W+ row independent, plus optional ``cosine_weight · C``.
 
-q(w) = N(μ, diag σ²) minimises ``-ELBO = E_q[E(w)] / T - Σ log σ`` (the entropy term BRGM's official
-code lacks; ``temperature`` T = 1 is the Bayesian posterior). μ starts at a short MAP fit; with
+q(w) = N(μ, diag σ² + U Uᵀ) minimises ``-ELBO = E_q[E(w)] / T - H[q]`` (the entropy term BRGM's official
+code lacks; ``temperature`` T = 1 is the Bayesian posterior). ``rank`` = 0 is the mean-field posterior
+(H = Σ log σ); ``rank`` r > 0 adds r shared directions U (D x r) that capture the correlations the forward
+model creates between latent dimensions (H = Σ log σ + ½ log det(I + Uᵀ diag(σ⁻²) U)), which a mean-field q
+ignores and thereby under-states the uncertainty. μ starts at a short MAP fit; with
 ``optimize_noise`` that fit also places the StyleGAN2 noise maps, which then stay fixed.
 """
 
@@ -46,6 +49,7 @@ class VIConfig:
     optimize_noise: bool = False  # StyleGAN2: the MAP fit also fits the noise maps (kept fixed under q)
     perceptual: str = "auto"  # perceptual distance of the MAP fit and of perceptual_weight: auto, lpips, vgg
     num_samples: int = 16  # posterior samples returned per image
+    rank: int = 0  # low-rank directions of q's covariance (0: diagonal, mean-field)
 
 
 class VariationalBRGM:
@@ -102,7 +106,10 @@ class VariationalBRGM:
         std_d = self.map.stats.std.expand_as(mu0)
         mu = mu0.clone().requires_grad_(True)
         rho = torch.log(torch.expm1(cfg.init_std * std_d)).clone().requires_grad_(True)  # σ = softplus(ρ)
-        opt = torch.optim.Adam([mu, rho], lr=cfg.lr)
+        d = mu0[0].numel()
+        factors = (0.1 * cfg.init_std * std_d.reshape(n, d, 1) / max(cfg.rank, 1) ** 0.5
+                   * torch.randn((n, d, cfg.rank), generator=gen, device=y.device)).requires_grad_(True)
+        opt = torch.optim.Adam([mu, rho, factors], lr=cfg.lr)
         y_features = None
         if cfg.perceptual_weight:
             with torch.no_grad():
@@ -112,32 +119,55 @@ class VariationalBRGM:
 
         def neg_elbo() -> tuple[torch.Tensor, torch.Tensor]:
             sigma = F.softplus(rho)
-            eps = torch.randn((cfg.mc_samples, *mu.shape), generator=gen, device=y.device)
-            w = (mu + eps * sigma).flatten(0, 1)  # [S*N, ...], sample-major
+            w = self.draw(mu, sigma, factors, cfg.mc_samples, gen).flatten(0, 1)  # [S*N, ...], sample-major
             e = self.energy(w, y_rep, physics, sigma_n, y_features, noise_rep).view(cfg.mc_samples, n).mean(0)
-            return e / cfg.temperature - torch.log(sigma).flatten(1).sum(1), sigma  # -ELBO per image, + const
+            return e / cfg.temperature - self.entropy(sigma, factors), sigma  # -ELBO per image, + const
 
         on_step = None if callback is None else (
             lambda step, loss, sigma: callback(step, mu.detach(), sigma.detach(), float(loss.mean())))
         history = minimise(opt, neg_elbo, cfg.steps, lr=cfg.lr, schedule=cfg.schedule, desc="BRGM VI",
                            progress=self.progress, on_step=on_step)
-        mu, sigma = mu.detach(), F.softplus(rho).detach()
-        samples = self.sample(mu, sigma, cfg.num_samples, gen, noise or None)
+        mu, sigma, factors = mu.detach(), F.softplus(rho).detach(), factors.detach()
+        samples = self.sample(mu, sigma, cfg.num_samples, gen, noise or None, factors)
+        marginal_std = (sigma.square() + factors.square().sum(-1).view_as(sigma)).sqrt()
         return Reconstruction(
             mean=samples.mean(1).cpu(), std=samples.std(1).cpu(), samples=samples.cpu(), latent=mu.cpu(),
-            noise={k: v.cpu() for k, v in noise.items()},
-            latent_std=sigma.cpu(), observation=y.cpu(), seed=seed,
+            noise={k: v.cpu() for k, v in noise.items()}, tensors={"latent_factors": factors.cpu()},
+            latent_std=marginal_std.cpu(), observation=y.cpu(), seed=seed,
             config={"method": "brgm-vi", **asdict(cfg), "noise_sigma_used": sigma_n, "generator": self.G.config,
                     "physics": getattr(physics, "config", lambda: {"name": type(physics).__name__})()},
             history={"neg_elbo": history, "seconds": time.perf_counter() - start},
         )
 
+    @staticmethod
+    def draw(mu: torch.Tensor, sigma: torch.Tensor, factors: torch.Tensor, num: int,
+             gen: torch.Generator) -> torch.Tensor:
+        """(num, N, ...) latents from q = N(μ, diag σ² + U Uᵀ); μ, σ (N, ...), U (N, D, r)."""
+        eps = torch.randn((num, *mu.shape), generator=gen, device=mu.device)
+        w = mu + eps * sigma
+        if factors.shape[-1]:
+            eta = torch.randn((num, mu.shape[0], factors.shape[-1], 1), generator=gen, device=mu.device)
+            w = w + (factors @ eta).view(num, *mu.shape)
+        return w
+
+    @staticmethod
+    def entropy(sigma: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+        """Entropy of q up to a constant, (N,): Σ log σ + ½ log det(I + Uᵀ diag(σ⁻²) U)."""
+        h = torch.log(sigma).flatten(1).sum(1)
+        if factors.shape[-1]:
+            scaled = factors / sigma.flatten(1)[..., None]
+            eye = torch.eye(factors.shape[-1], device=factors.device)
+            h = h + 0.5 * torch.logdet(eye + scaled.transpose(1, 2) @ scaled)
+        return h
+
     @torch.no_grad()
     def sample(self, mu: torch.Tensor, sigma: torch.Tensor, num: int, gen: torch.Generator,
-               noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+               noise: dict[str, torch.Tensor] | None = None, factors: torch.Tensor | None = None) -> torch.Tensor:
         """(N, num, C, H, W) images in [0, 1] rendered from latents drawn from q (with fixed noise maps)."""
+        if factors is None:
+            factors = mu.new_zeros((mu.shape[0], mu[0].numel(), 0))
         out = []
         for _ in range(num):
-            w = mu + torch.randn(mu.shape, generator=gen, device=mu.device) * sigma
+            w = self.draw(mu, sigma, factors, 1, gen)[0]
             out.append(self.G.render(w, noise=noise))
         return torch.stack(out, 1)
