@@ -121,12 +121,12 @@ def run_bigprior(G: Generator, y: torch.Tensor, physics: Physics, task: str, fus
     g = inv.mean.to(y.device)
     if task == "colorize":
         g = with_luma(g, y)
-    mask = physics.observed.float().expand(y.shape[0], 1, -1, -1) if task == "inpaint" else None
+    holes = (1 - physics.observed.float()).expand(y.shape[0], 1, -1, -1) if task == "inpaint" else None  # 1 = hole
     if grey:
-        x, phi = net(y.expand(-1, 3, -1, -1), g.expand(-1, 3, -1, -1), mask=mask)
+        x, phi = net(y.expand(-1, 3, -1, -1), g.expand(-1, 3, -1, -1), mask=holes)
         x, phi = x.mean(1, keepdim=True), phi.mean(1, keepdim=True)
     else:
-        x, phi = net(y, g, mask=mask)
+        x, phi = net(y, g, mask=holes)
     return Reconstruction(mean=x.cpu(), phi=phi.cpu(), observation=y.cpu(), seed=seed, tensors=inv.tensors,
                           images={"gan_estimate": g.cpu()},
                           config={"method": "bigprior", "fusion": str(fusion), "fusion_net": net.config(),

@@ -290,3 +290,19 @@ def test_wrong_task_or_channels_are_clear_errors(official, tiny, tmp_path):
         BIGPrior(DnCNNPhi(in_channels=3, layers=3, features=8), "colorization")
     with pytest.raises(GenpriorError, match="is a colorization fusion net, not a denoising one"):
         BIGPrior.load(official.source, task="denoising")
+
+
+def test_mask_files_are_white_where_observed(tmp_path):
+    from genprior.io.images import save_image
+
+    for sub in ("obs", "gan", "gt", "mask"):
+        (tmp_path / sub).mkdir()
+    img = torch.rand(3, 16, 16)
+    observed = torch.ones(1, 16, 16)
+    observed[:, 4:12, 4:12] = 0  # black hole in a white mask file, as `genprior restore --mask FILE`
+    for sub in ("obs", "gan", "gt"):
+        save_image(img, tmp_path / sub / "a.png")
+    save_image(observed, tmp_path / "mask" / "a.png")
+    item = FusionTriples(tmp_path / "obs", tmp_path / "gan", tmp_path / "gt", task="inpainting",
+                         masks=tmp_path / "mask")[0]
+    assert torch.equal(item["mask"], 1 - observed)  # in memory: 1 on the hole (BIGPrior's M)

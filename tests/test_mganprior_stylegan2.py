@@ -111,3 +111,6 @@ def test_cli_bigprior_inpaint_with_a_grey_stylegan2(tmp_path):
     assert {k: tuple(v.shape) for k, v in back.tensors.items()} == {"w": (1, 30, 128), "w_tail": (1, 128),
                                                                     "alpha": (1, 30, 129)}
     assert back.config["inversion"]["layer"] == 8 and back.config["inversion"]["code_space"] == "w"
+    hole = ~make_mask("center", 64).bool()  # the restore default; the untrained net gives 0.5 outside holes
+    assert torch.equal(back.phi[0, 0][hole], torch.ones(int(hole.sum())))
+    assert torch.allclose(back.phi[0, 0][~hole], torch.full((int((~hole).sum()),), 0.5))

@@ -1,7 +1,8 @@
 """Training and testing BIGPrior fusion nets on (observation, GAN estimate, truth) triples.
 
 * `FusionTriples`: the triples from three folders, matched by file stem (all-digit stems by their number, so
-  ``0250.webp`` matches ``250.png``); an optional mask folder (1 = hole) for in-painting.
+  ``0250.webp`` matches ``250.png``); an optional mask folder for in-painting (white = observed, black = hole,
+  as ``genprior restore --mask FILE``; items carry it as 1 on the holes, BIGPrior's M).
 * `train_fusion`: the official recipe (loss ``MSE + phi_weight·|mean φ|`` in the [−0.5, 0.5] domain, Adam,
   ``CosineAnnealingWarmRestarts`` with T_0 in epochs stepped per iteration at fractional epochs). Each run
   lives in ``<out_root>/<name>_<id>`` (ids 1, 2, …; existing folders are never overwritten; names are
@@ -150,7 +151,7 @@ class FusionTriples(torch.utils.data.Dataset):
         y = self._read(f["observation"], self.channels)
         g = self._read(f["GAN estimate"], 3)
         x = self._read(f["truth"], 3) if "truth" in f else None
-        mask = (self._read(f["mask"], 1) > 0.5).float() if "mask" in f else None
+        mask = (self._read(f["mask"], 1) < 0.5).float() if "mask" in f else None  # file white = observed -> 1 = hole
         sizes = {what: tuple(t.shape[-2:]) for what, t in (("observation", y), ("GAN estimate", g),
                                                                ("truth", x), ("mask", mask)) if t is not None}
         if len(set(sizes.values())) > 1:
