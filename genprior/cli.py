@@ -210,7 +210,8 @@ _TRIPLES = [
     click.option("--truths", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
                  help="Ground truth, same stems (needed to train; optional to test)."),
     click.option("--masks", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-                 help="In-painting masks (white = observed), same stems."),
+                 help="In-painting masks, same stems: white = observed, black = hole (as restore --mask; the "
+                      "official BIGPrior mask PNGs are white on the hole: invert them)."),
     click.option("--task", type=click.Choice(["colorize", "inpaint", "denoise"]), required=True),
     click.option("--stems", default=None, help="Images to use, e.g. '0-249' (default: all)."),
 ]
