@@ -87,6 +87,8 @@ def main() -> None:
     ap.add_argument("--map-steps", type=int, default=200)
     ap.add_argument("--vi-steps", type=int, default=100)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--vi-anneal", type=float, default=10.0, help="VariationalBRGM anneal (1: none; rows of runs "
+                    "before this option used none)")
     ap.add_argument("--generators", default="dcgan-digiface64,genprior-brain64",
                     help="Comma-separated subset to run; rows of the others are kept from the previous report.")
     ap.add_argument("--report-from", type=Path, default=None,
@@ -132,7 +134,7 @@ def main() -> None:
                                      optimize_noise=True)(y, physics, seed=0)
                 t0 = time.perf_counter()
                 vi = VariationalBRGM(G, space=space, steps=args.vi_steps, map_steps=args.map_steps // 2,
-                                     num_samples=16, perceptual="vgg")(y, physics, seed=0)
+                                     num_samples=16, perceptual="vgg", anneal=args.vi_anneal)(y, physics, seed=0)
                 t_vi = time.perf_counter() - t0
                 row = {"generator": gname, "task": tname, "images": sname, "n": int(truth.shape[0]),
                        "command": command,

@@ -25,8 +25,8 @@ def test_vi_uncertainty_follows_the_data(tmp_path):
     assert torch.allclose(res.mean, res.samples.mean(1))
     assert (res.latent_std > 0).all() and res.latent_std.shape == res.latent.shape
     assert res.config["method"] == "brgm-vi" and res.config["noise_sigma_used"] == 0.05
-    neg_elbo = res.history["neg_elbo"]
-    assert neg_elbo[-1] < neg_elbo[0]
+    neg_elbo = res.history["neg_elbo"]  # of the tempered likelihood: comparable once σ reached σ_n (mid-run)
+    assert neg_elbo[-1] < neg_elbo[len(neg_elbo) // 2]
     back = genprior.Reconstruction.load(res.save(tmp_path / "vi"))
     assert torch.equal(back.samples, res.samples) and torch.equal(back.latent_std, res.latent_std)
     assert (tmp_path / "vi" / "std.png").exists() and (tmp_path / "vi" / "samples.png").exists()

@@ -11,7 +11,9 @@ q(w) = N(μ, diag σ² + U Uᵀ) minimises ``-ELBO = E_q[E(w)] / T - H[q]`` (the
 code lacks; ``temperature`` T = 1 is the Bayesian posterior). ``rank`` = 0 is the mean-field posterior
 (H = Σ log σ); ``rank`` r > 0 adds r shared directions U (D x r) that capture the correlations the forward
 model creates between latent dimensions (H = Σ log σ + ½ log det(I + Uᵀ diag(σ⁻²) U)), which a mean-field q
-ignores and thereby under-states the uncertainty. μ starts at a short MAP fit; with
+ignores and thereby under-states the uncertainty. ``anneal`` tempers the likelihood early in the run (σ from
+anneal·σ_n down to σ_n by mid-run), which lets μ cross the sharp valleys of a σ_n = 0.01 likelihood
+(``history['neg_elbo']`` is of the tempered objective). μ starts at a short MAP fit; with
 ``optimize_noise`` that fit also places the StyleGAN2 noise maps, which then stay fixed.
 """
 
@@ -50,6 +52,7 @@ class VIConfig:
     perceptual: str = "auto"  # perceptual distance of the MAP fit and of perceptual_weight: auto, lpips, vgg
     num_samples: int = 16  # posterior samples returned per image
     rank: int = 0  # low-rank directions of q's covariance (0: diagonal, mean-field)
+    anneal: float = 10.0  # likelihood σ starts at anneal·σ_n and decays geometrically to σ_n by mid-run (1: off)
 
 
 class VariationalBRGM:
@@ -117,10 +120,14 @@ class VariationalBRGM:
         y_rep = y.repeat(cfg.mc_samples, 1, 1, 1)
         noise_rep = {k: v.repeat(cfg.mc_samples, 1, 1, 1) for k, v in noise.items()} or None
 
+        step = [0]
+
         def neg_elbo() -> tuple[torch.Tensor, torch.Tensor]:
             sigma = F.softplus(rho)
             w = self.draw(mu, sigma, factors, cfg.mc_samples, gen).flatten(0, 1)  # [S*N, ...], sample-major
-            e = self.energy(w, y_rep, physics, sigma_n, y_features, noise_rep).view(cfg.mc_samples, n).mean(0)
+            sigma_t = sigma_n * cfg.anneal ** max(0.0, 1 - 2 * step[0] / max(cfg.steps, 1))
+            step[0] += 1
+            e = self.energy(w, y_rep, physics, sigma_t, y_features, noise_rep).view(cfg.mc_samples, n).mean(0)
             return e / cfg.temperature - self.entropy(sigma, factors), sigma  # -ELBO per image, + const
 
         on_step = None if callback is None else (
