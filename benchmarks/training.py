@@ -25,7 +25,7 @@ from genprior.io.checkpoints import read_checkpoint
 from genprior.paths import shared_dir
 from genprior.training.data import load_dataset, split_holdout
 from genprior.training.loop import train
-from genprior.training.metrics import fvd_vgg, frechet_distance, score_snapshots, vgg_features
+from genprior.training.metrics import fvd_vgg, frechet_distance, precision_recall, score_snapshots, vgg_features
 
 OUT = Path(__file__).parent / "results"
 
@@ -92,15 +92,17 @@ def main() -> None:
             continue
         train_imgs, held = held_out(shared, name)
         held, train_imgs = held[: args.n], train_imgs[torch.randperm(len(train_imgs), generator=torch.Generator().manual_seed(0))[: args.n]]
-        held_feats = vgg_features(held)
-        floor = frechet_distance(vgg_features(train_imgs), held_feats)
+        held_feats, train_feats = vgg_features(held), vgg_features(train_imgs)
+        floor = frechet_distance(train_feats, held_feats)
+        floor_pr = precision_recall(held_feats, train_feats)
         cfg = json.loads((run / "checkpoint.json").read_text())["config"]
         torch.manual_seed(cfg["seed"])  # the untrained network: same architecture, fresh initial weights
         G0 = build_generator(read_checkpoint(run / "network-latest.safetensors")[0]).eval()
         ceiling = fvd_vgg(G0, held_feats, args.n)
         curve = score_snapshots(run, held, args.n, every=args.every)
         stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines() if line.strip()]
-        report["runs"][name] = {"floor_real_vs_heldout": floor, "ceiling_untrained": ceiling, "curve": curve,
+        report["runs"][name] = {"floor_real_vs_heldout": floor, "floor_precision_recall": floor_pr,
+                                "ceiling_untrained": ceiling, "curve": curve,
                                 "median_kimg_per_hour": statistics.median(s["kimg_per_hour"] for s in stats),
                                 "kimg": stats[-1]["kimg"], "cpu_hours": stats[-1]["train_hours"]}
         print(name, json.dumps(report["runs"][name])[:400], flush=True)
@@ -109,16 +111,23 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "training.json").write_text(json.dumps(report, indent=2))
     lines = ["# Training benchmark", "", f"Command: `{report['command']}`; FD-VGG (Fréchet distance of VGG16 relu5_3 "
-             f"features, lower is better) on {args.n} images per set, against held-out real images.", "",
-             "| run | kimg | CPU hours | kimg/h (median) | FD-VGG floor (real) | FD-VGG now | FD-VGG untrained |",
-             "|---|---|---|---|---|---|---|"]
+             f"features, lower is better) and k-NN precision / recall (k = 3, same features, higher is better) on {args.n} "
+             "images per set, against held-out real images. The floor compares real training images with the held-out "
+             "ones (what a perfect generator would get); the untrained network gives the ceiling.", "",
+             "| run | kimg | CPU hours | kimg/h (median) | FD-VGG floor (real) | FD-VGG now | FD-VGG untrained "
+             "| precision / recall now | precision / recall floor |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["runs"].items():
-        now = r["curve"][-1]["fd_vgg"] if r["curve"] else float("nan")
+        now = r["curve"][-1] if r["curve"] else dict(fd_vgg=float("nan"), precision=float("nan"), recall=float("nan"))
+        fp, fr = r["floor_precision_recall"]
         lines.append(f"| {name} | {r['kimg']:.1f} | {r['cpu_hours']:.2f} | {r['median_kimg_per_hour']:.1f} "
-                     f"| {r['floor_real_vs_heldout']:.0f} | {now:.0f} | {r['ceiling_untrained']:.0f} |")
+                     f"| {r['floor_real_vs_heldout']:.0f} | {now['fd_vgg']:.0f} | {r['ceiling_untrained']:.0f} "
+                     f"| {now['precision']:.3f} / {now['recall']:.3f} | {fp:.3f} / {fr:.3f} |")
     for name, r in report["runs"].items():
-        lines += ["", f"## {name}: FD-VGG over training", "", "| step | kimg | CPU hours | FD-VGG |", "|---|---|---|---|"]
-        lines += [f"| {c['step']} | {c['kimg']} | {c['cpu_hours']} | {c['fd_vgg']:.0f} |" for c in r["curve"]]
+        lines += ["", f"## {name}: over training", "", "| step | kimg | CPU hours | FD-VGG | precision | recall |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {c['step']} | {c['kimg']:.1f} | {c['cpu_hours']:.2f} | {c['fd_vgg']:.0f} | {c['precision']:.3f} "
+                  f"| {c['recall']:.3f} |" for c in r["curve"]]
     if "speed" in report:
         lines += ["", "## Speed per model size (64x64 RGB, batch 16, one thread)", "",
                   "| size (channel base/max) | G params | sec/kimg | kimg/h |", "|---|---|---|---|"]

@@ -197,6 +197,45 @@ def train(data, out_dir, channels, **kw) -> None:  # noqa: ANN001
     _run(go)
 
 
+@main.command()
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.option("--generator", "-g", required=True, help="Model name (see `genprior models`) or checkpoint path.")
+@click.option("--n", "num", type=int, default=500, show_default=True, help="Real images and samples compared.")
+@click.option("--holdout", type=int, default=0, show_default=True,
+              help="Use the last N images of DATA (as `genprior train --holdout N` kept them out); 0: all of DATA.")
+@click.option("--seed", type=int, default=123, show_default=True, help="First sample seed; also picks the reals.")
+@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True, help="Truncation psi.")
+@click.option("--k", type=int, default=3, show_default=True, help="Neighbours for precision / recall.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="JSON report.")
+@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+def evaluate(data, generator, num, holdout, seed, truncation_psi, k, output, overwrite) -> None:  # noqa: ANN001
+    """Score a generator against real images in DATA: FD-VGG, precision and recall (VGG16 features)."""
+    from .io.atomic import atomic_path
+    from .io.checkpoints import load_generator
+    from .training.data import load_dataset, split_holdout
+    from .training.metrics import evaluate_generator
+
+    def go() -> None:
+        if output is not None and output.exists() and not overwrite:
+            raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+        G = load_generator(generator, device="cpu")
+        real = load_dataset(data, resolution=G.resolution, channels=G.channels, log=None)
+        if holdout:
+            real = split_holdout(real, holdout)[1]
+        order = torch.randperm(real.shape[0], generator=torch.Generator().manual_seed(seed))
+        report = evaluate_generator(G, real[order], min(num, real.shape[0]), seed=seed, truncation_psi=truncation_psi,
+                                    k=k)
+        report.update(generator=str(generator), data=str(data), holdout=holdout)
+        click.echo(f"FD-VGG {report['fd_vgg']:.1f}  precision {report['precision']:.3f}  "
+                   f"recall {report['recall']:.3f}  ({report['n']} samples vs {report['n']} real images)")
+        if output is not None:
+            with atomic_path(output, overwrite=overwrite) as tmp:
+                tmp.write_text(json.dumps(report, indent=2) + "\n")
+            click.echo(f"wrote {output}")
+
+    _run(go)
+
+
 @main.group()
 def bigprior() -> None:
     """Train and test BIGPrior fusion nets on (observation, GAN estimate, truth) folders."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
@@ -185,3 +186,30 @@ def test_restore_map_with_noise_optimisation_on_a_shipped_stylegan2(tmp_path):
     assert set(back.noise) == set(G.synthesis.noise_shapes())
     assert back.config["optimize_noise"] is True and back.config["perceptual_used"] == "vgg"
     assert torch.equal(back.render(G), back.mean)
+
+
+def test_evaluate_scores_a_shipped_model_against_its_data(tmp_path, shared):
+    import json
+
+    digits = shared / "data" / "digits" / "t10k-images-idx3-ubyte.gz"
+    out = tmp_path / "eval.json"
+    res = run("evaluate", digits, "-g", "genprior-digits32", "--n", "30", "--holdout", "1000", "-o", out)
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    assert report["n"] == 30 and report["holdout"] == 1000 and report["feature_layer"] == "relu5_3"
+    assert 0 <= report["precision"] <= 1 and 0 <= report["recall"] <= 1 and report["fd_vgg"] > 0
+    again = run("evaluate", digits, "-g", "genprior-digits32", "--n", "30", "--holdout", "1000", "-o", out)
+    assert again.exit_code == 1 and "exists" in again.output  # the report is never replaced silently
+    res = run("evaluate", digits, "-g", "genprior-digits32", "--n", "30", "--holdout", "1000", "-o", out, "--overwrite")
+    assert json.loads(out.read_text()) == report, "seeded: the same command gives the same numbers"
+    # the same model scored against faces (converted to 32 px grey) is much further away
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for f in sorted((shared / "data" / "faces-utk64").glob("*.jpg"))[:30]:
+        (folder / f.name).write_bytes(f.read_bytes())
+    with pytest.warns(UserWarning, match="resized to 32x32"):  # the conversion is stated
+        faces = run("evaluate", folder, "-g", "genprior-digits32", "--n", "30")
+    assert faces.exit_code == 0, faces.output
+    assert float(faces.output.split("FD-VGG ")[1].split()[0]) > 2 * report["fd_vgg"]
+    bad = run("evaluate", digits, "-g", "genprior-digits32", "--n", "1")
+    assert bad.exit_code == 1 and "must be between 2" in bad.output

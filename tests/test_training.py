@@ -17,7 +17,8 @@ from genprior import load_generator
 from genprior.training import DatasetError, StyleGAN2Discriminator, TrainingError, load_dataset, train
 from genprior.training.augment import diff_augment
 from genprior.training.data import load_mnist_idx
-from genprior.training.metrics import frechet_distance, vgg_features
+from genprior.errors import GenpriorError
+from genprior.training.metrics import frechet_distance, precision_recall, vgg_features
 
 TINY = dict(resolution=16, batch=4, g_channel_base=128, g_channel_max=16, d_channel_base=128, d_channel_max=16,
             z_dim=16, w_dim=16, mapping_layers=2, progress=False, mirror=True, seed=3)
@@ -163,6 +164,33 @@ def test_frechet_distance_matches_direct_computation():
     c, d = rng.randn(5, 20), rng.randn(7, 20)
     assert math.isfinite(frechet_distance(c, d))
     assert frechet_distance(c, d) == pytest.approx(frechet_distance(d, c), rel=1e-6)
+
+
+def test_precision_recall_by_hand():
+    real = np.arange(5.0)[:, None]                 # k = 1: every real ball has radius 1, covering [-1, 5]
+    fake = np.array([[0.5], [0.7], [10.0], [10.1]])  # radii 0.2, 0.2, 0.1, 0.1: no integer inside
+    assert precision_recall(real, fake, k=1) == (0.5, 0.0)
+    assert precision_recall(fake, real, k=1) == (0.0, 0.5)  # the roles swap
+
+
+def _brute_precision(real, fake, k):
+    radius = [sorted(np.linalg.norm(real - r, axis=1))[k] for r in real]
+    return np.mean([any(np.linalg.norm(f - r) <= rad for r, rad in zip(real, radius)) for f in fake])
+
+
+def test_precision_recall_matches_brute_force_and_reacts_to_shift():
+    rng = np.random.RandomState(1)
+    real, fake = rng.randn(120, 5), rng.randn(90, 5) * 0.8 + 0.6
+    p, r = precision_recall(real, fake, k=3)
+    assert p == pytest.approx(_brute_precision(real, fake, 3))
+    assert r == pytest.approx(_brute_precision(fake, real, 3))
+    same_p, same_r = precision_recall(real[:60], real[60:], k=3)
+    far_p, far_r = precision_recall(real, fake + 5, k=3)
+    assert min(same_p, same_r) > 0.7 and max(far_p, far_r) < 0.05
+    with pytest.raises(GenpriorError, match="more than k points"):
+        precision_recall(real[:3], fake, k=3)
+    with pytest.raises(GenpriorError, match="equal D"):
+        precision_recall(real, fake[:, :4])
 
 
 def test_vgg_fd_same_vs_different(faces):

@@ -5,6 +5,9 @@ weights in ``vgg16-imagenet-features.safetensors`` (shared folder, or the zoo en
 uint8 (N, C, H, W) or float in [0, 1]; grey images are repeated to RGB, images smaller than 64 px are upsampled
 (bilinear) to 64 px. The distance is FID's formula on these features ("FD-VGG"); its values are not comparable
 with FID's Inception numbers, only with each other.
+
+``precision_recall`` adds Kynkäänniemi et al.'s (2019) k-NN precision (how many samples look real) and recall
+(how much of the real distribution the samples cover) on the same features.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ..errors import GenpriorError
 from ..losses import VGG16Features
 
 __all__ = ["VGGFeatures", "vgg_features", "frechet_distance", "fd_vgg", "fvd_vgg", "feature_stats", "vgg16_path",
-           "generate_images", "score_snapshots"]
+           "generate_images", "score_snapshots", "precision_recall", "evaluate_generator"]
 
 MIN_SIZE = 64
 LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")  # the taps of `genprior.losses.VGG16Features`
@@ -114,6 +117,35 @@ def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray) -> float:
     return max(d, 0.0)
 
 
+def _kth_neighbour_radius(feats: torch.Tensor, k: int) -> torch.Tensor:
+    """(N,) distance from each row of (N, D) ``feats`` to its k-th nearest other row."""
+    return torch.cdist(feats, feats).kthvalue(k + 1, dim=1).values  # +1: the zero distance to itself
+
+
+def _coverage(manifold: torch.Tensor, radii: torch.Tensor, queries: torch.Tensor) -> float:
+    """Fraction of ``queries`` (M, D) inside at least one ball (``manifold`` row i, radius ``radii[i]``)."""
+    inside = torch.cdist(queries, manifold) <= radii[None, :]
+    return inside.any(dim=1).double().mean().item()
+
+
+def precision_recall(real_feats: np.ndarray, fake_feats: np.ndarray, *, k: int = 3) -> tuple[float, float]:
+    """Improved precision and recall (Kynkäänniemi et al. 2019) of (M, D) sample features against (N, D) real ones.
+
+    Each set's manifold is the union of balls around its points, of radius the distance to the k-th nearest
+    neighbour in the same set. Precision: fraction of samples inside the real manifold; recall: fraction of real
+    points inside the samples' manifold. Both in [0, 1], higher is better; needs more than ``k`` points per set.
+    """
+    real, fake = (torch.as_tensor(np.asarray(f, dtype=np.float64)) for f in (real_feats, fake_feats))
+    if real.ndim != 2 or fake.ndim != 2 or real.shape[1] != fake.shape[1]:
+        raise GenpriorError(f"need two (N, D) feature sets of equal D, got {tuple(real.shape)} and {tuple(fake.shape)}")
+    if k < 1 or min(real.shape[0], fake.shape[0]) <= k:
+        raise GenpriorError(f"k = {k} needs k >= 1 and more than k points per set; got {real.shape[0]} real, "
+                            f"{fake.shape[0]} generated")
+    precision = _coverage(real, _kth_neighbour_radius(real, k), fake)
+    recall = _coverage(fake, _kth_neighbour_radius(fake, k), real)
+    return precision, recall
+
+
 @torch.no_grad()
 def generate_images(G: torch.nn.Module, n: int, *, seed: int = 123, batch: int = 50,
                     truncation_psi: float = 1.0) -> torch.Tensor:
@@ -154,10 +186,12 @@ def fvd_vgg(G: torch.nn.Module, real_images: torch.Tensor | np.ndarray, n: int |
 
 
 def score_snapshots(run_dir: str | os.PathLike, real_images: torch.Tensor, n: int | None = None, *,
-                    layer: str = "relu5_3", every: int = 1) -> list[dict]:
-    """FD-VGG of every ``every``-th exported snapshot (``network-<step>.safetensors``) of a run, and the latest.
+                    layer: str = "relu5_3", every: int = 1, k: int = 3) -> list[dict]:
+    """FD-VGG, precision and recall of every ``every``-th exported snapshot (``network-<step>.safetensors``) of a
+    run, and of the latest, against uint8 ``real_images``.
 
-    Returns one record per snapshot, in step order: step, kimg, cpu_hours (from the file's metadata), fd_vgg.
+    Returns one record per snapshot, in step order: file, step, kimg, cpu_hours (from the file's metadata), fd_vgg,
+    precision, recall.
     """
     import json
 
@@ -165,15 +199,36 @@ def score_snapshots(run_dir: str | os.PathLike, real_images: torch.Tensor, n: in
 
     from ..io.checkpoints import load_generator
 
-    real_feats = vgg_features(real_images, layer=layer)
+    n = n or real_images.shape[0]
+    real_feats = vgg_features(real_images[:n], layer=layer)
     files = sorted(p for p in Path(run_dir).glob("network-*.safetensors") if p.stem != "network-latest")
     chosen = files[::every] + ([files[-1]] if files and (len(files) - 1) % every else [])  # always the latest
     out = []
     for path in chosen:
         with safe_open(str(path), "pt") as f:
             info = json.loads((f.metadata() or {}).get("training", "{}"))
-        G = load_generator(path, device="cpu")
-        out.append(dict(file=path.name, step=info.get("step"), kimg=info.get("kimg"),
-                        cpu_hours=info.get("cpu_hours"), fd_vgg=fvd_vgg(G, real_feats, n or real_feats.shape[0],
-                                                                         layer=layer)))
+        fake_feats = vgg_features(generate_images(load_generator(path, device="cpu"), n), layer=layer)
+        precision, recall = precision_recall(real_feats, fake_feats, k=k)
+        out.append(dict(file=path.name, step=info.get("step"), kimg=info.get("kimg"), cpu_hours=info.get("cpu_hours"),
+                        fd_vgg=frechet_distance(fake_feats, real_feats), precision=precision, recall=recall))
     return out
+
+
+def evaluate_generator(G: torch.nn.Module, real_images: torch.Tensor, n: int | None = None, *, seed: int = 123,
+                       truncation_psi: float = 1.0, k: int = 3, layer: str = "relu5_3") -> dict:
+    """FD-VGG and k-NN precision / recall of ``n`` samples of ``G`` against uint8 ``real_images`` (N, C, H, W).
+
+    ``n`` defaults to the number of real images (and may not exceed it: both sets get the same size, so the
+    biased FD estimate is comparable between runs). Samples use seeds ``seed .. seed + n - 1``.
+    """
+    n = real_images.shape[0] if n is None else n
+    if not 2 <= n <= real_images.shape[0]:
+        raise GenpriorError(f"n = {n} must be between 2 and the number of real images ({real_images.shape[0]})")
+    if tuple(real_images.shape[1:]) != (G.channels, G.resolution, G.resolution):
+        raise GenpriorError(f"real images are {tuple(real_images.shape[1:])}, the generator makes "
+                            f"{(G.channels, G.resolution, G.resolution)}")
+    real = vgg_features(real_images[:n], layer=layer)
+    fake = vgg_features(generate_images(G, n, seed=seed, truncation_psi=truncation_psi), layer=layer)
+    precision, recall = precision_recall(real, fake, k=k)
+    return dict(n=n, seed=seed, truncation_psi=truncation_psi, feature_layer=layer, k=k,
+                fd_vgg=frechet_distance(fake, real), precision=precision, recall=recall)
