@@ -25,7 +25,10 @@ from genprior.io.checkpoints import read_checkpoint
 from genprior.paths import shared_dir
 from genprior.training.data import load_dataset, split_holdout
 from genprior.training.loop import train
-from genprior.training.metrics import fvd_vgg, frechet_distance, precision_recall, score_snapshots, vgg_features
+from genprior.io.checkpoints import load_generator
+from genprior.training.inception import inception_features
+from genprior.training.metrics import (cached_fid_inception, fvd_vgg, frechet_distance, generate_images,
+                                       precision_recall, score_snapshots, vgg_features)
 
 OUT = Path(__file__).parent / "results"
 
@@ -85,6 +88,8 @@ def main() -> None:
     report: dict = {"command": "python benchmarks/training.py " + " ".join(sys.argv[1:]), "n": args.n,
                     "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": 1},
                     "runs": {}}
+    inception = cached_fid_inception()  # FID proper only where its weights are cached
+    report["fid"] = "measured" if inception is not None else "not measured: Inception weights not cached"
     for name in RUNS:
         run = args.runs / name
         if not (run / "checkpoint.json").exists():
@@ -105,6 +110,12 @@ def main() -> None:
                                 "ceiling_untrained": ceiling, "curve": curve,
                                 "median_kimg_per_hour": statistics.median(s["kimg_per_hour"] for s in stats),
                                 "kimg": stats[-1]["kimg"], "cpu_hours": stats[-1]["train_hours"]}
+        if inception is not None:
+            G = load_generator(run / curve[-1]["file"], device="cpu")
+            held_inc = inception_features(inception, held)
+            report["runs"][name]["fid_now"] = frechet_distance(
+                inception_features(inception, generate_images(G, args.n)), held_inc)
+            report["runs"][name]["fid_floor"] = frechet_distance(inception_features(inception, train_imgs), held_inc)
         print(name, json.dumps(report["runs"][name])[:400], flush=True)
     if args.speed:
         report["speed"] = speed(shared)
@@ -123,6 +134,9 @@ def main() -> None:
         lines.append(f"| {name} | {r['kimg']:.1f} | {r['cpu_hours']:.2f} | {r['median_kimg_per_hour']:.1f} "
                      f"| {r['floor_real_vs_heldout']:.0f} | {now['fd_vgg']:.0f} | {r['ceiling_untrained']:.0f} "
                      f"| {now['precision']:.3f} / {now['recall']:.3f} | {fp:.3f} / {fr:.3f} |")
+    lines += ["", "FID (Inception-v3, zoo `inception-fid`): " + ("; ".join(
+        f"{name} {r['fid_now']:.1f} (floor {r['fid_floor']:.1f})" for name, r in report["runs"].items())
+        if inception is not None else report["fid"]) + "."]
     for name, r in report["runs"].items():
         lines += ["", f"## {name}: over training", "", "| step | kimg | CPU hours | FD-VGG | precision | recall |",
                   "|---|---|---|---|---|---|"]

@@ -209,11 +209,12 @@ def train(data, out_dir, channels, **kw) -> None:  # noqa: ANN001
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None, help="JSON report.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 def evaluate(data, generator, num, holdout, seed, truncation_psi, k, output, overwrite) -> None:  # noqa: ANN001
-    """Score a generator against real images in DATA: FD-VGG, precision and recall (VGG16 features)."""
+    """Score a generator against real images in DATA: FD-VGG, precision and recall (VGG16 features), and FID
+    when its Inception weights are cached (`genprior models fetch inception-fid`)."""
     from .io.atomic import atomic_path
     from .io.checkpoints import load_generator
     from .training.data import load_dataset, split_holdout
-    from .training.metrics import evaluate_generator
+    from .training.metrics import cached_fid_inception, evaluate_generator
 
     def go() -> None:
         if output is not None and output.exists() and not overwrite:
@@ -223,11 +224,14 @@ def evaluate(data, generator, num, holdout, seed, truncation_psi, k, output, ove
         if holdout:
             real = split_holdout(real, holdout)[1]
         order = torch.randperm(real.shape[0], generator=torch.Generator().manual_seed(seed))
+        inception = cached_fid_inception()
         report = evaluate_generator(G, real[order], min(num, real.shape[0]), seed=seed, truncation_psi=truncation_psi,
-                                    k=k)
+                                    k=k, inception=inception)
         report.update(generator=str(generator), data=str(data), holdout=holdout)
+        fid = (f"FID {report['fid']:.2f}" if inception is not None
+               else "FID: no Inception weights cached (`genprior models fetch inception-fid`)")
         click.echo(f"FD-VGG {report['fd_vgg']:.1f}  precision {report['precision']:.3f}  "
-                   f"recall {report['recall']:.3f}  ({report['n']} samples vs {report['n']} real images)")
+                   f"recall {report['recall']:.3f}  ({report['n']} samples vs {report['n']} real images); {fid}")
         if output is not None:
             with atomic_path(output, overwrite=overwrite) as tmp:
                 tmp.write_text(json.dumps(report, indent=2) + "\n")
@@ -345,7 +349,7 @@ def models() -> None:
 
 
 @models.command("list")
-@click.option("--kind", type=click.Choice(["generator", "perceptual", "fusion"]), default=None)
+@click.option("--kind", type=click.Choice(["generator", "perceptual", "fusion", "metric"]), default=None)
 def models_list(kind) -> None:  # noqa: ANN001
     """Show the registry: name, kind, format, licence."""
     from .io import zoo

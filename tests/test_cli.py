@@ -191,6 +191,8 @@ def test_restore_map_with_noise_optimisation_on_a_shipped_stylegan2(tmp_path):
 def test_evaluate_scores_a_shipped_model_against_its_data(tmp_path, shared):
     import json
 
+    from genprior.training.metrics import cached_fid_inception
+
     digits = shared / "data" / "digits" / "t10k-images-idx3-ubyte.gz"
     out = tmp_path / "eval.json"
     res = run("evaluate", digits, "-g", "genprior-digits32", "--n", "30", "--holdout", "1000", "-o", out)
@@ -198,6 +200,10 @@ def test_evaluate_scores_a_shipped_model_against_its_data(tmp_path, shared):
     report = json.loads(out.read_text())
     assert report["n"] == 30 and report["holdout"] == 1000 and report["feature_layer"] == "relu5_3"
     assert 0 <= report["precision"] <= 1 and 0 <= report["recall"] <= 1 and report["fd_vgg"] > 0
+    if cached_fid_inception() is None:  # FID needs the Inception weights; their absence is said, not hidden
+        assert report["fid"] is None and "no Inception weights cached" in res.output
+    else:
+        assert report["fid"] > 0 and f"FID {report['fid']:.2f}" in res.output
     again = run("evaluate", digits, "-g", "genprior-digits32", "--n", "30", "--holdout", "1000", "-o", out)
     assert again.exit_code == 1 and "exists" in again.output  # the report is never replaced silently
     res = run("evaluate", digits, "-g", "genprior-digits32", "--n", "30", "--holdout", "1000", "-o", out, "--overwrite")

@@ -1,4 +1,4 @@
-"""FID Inception: conformance with pytorch-fid's own network (seeded weights; see fixtures/make_inception_fixture.py)."""
+"""FID Inception: conformance with pytorch-fid's own network on seeded weights (fixtures/make_inception_fixture.py)."""
 
 from __future__ import annotations
 
@@ -140,3 +140,31 @@ def test_grey_equals_repeated_rgb_and_uint8(seeded):
     torch.testing.assert_close(from_uint8, from_float, rtol=0, atol=0)
     with pytest.raises(GenpriorError, match=r"\(N, 1 or 3, H, W\)"):
         model(torch.zeros(1, 2, 8, 8))
+
+
+def test_evaluate_generator_reports_fid_only_with_an_inception(seeded, shared, monkeypatch, tmp_path):
+    import genprior
+    from genprior.training.data import load_dataset
+    from genprior.training.metrics import cached_fid_inception, evaluate_generator, frechet_distance, generate_images
+
+    G = genprior.load_generator("genprior-digits32", device="cpu")
+    real = load_dataset(shared / "data" / "digits" / "t10k-images-idx3-ubyte.gz", resolution=32, channels=1,
+                        max_images=6, log=None)
+    without = evaluate_generator(G, real, 6, seed=5)
+    assert without["fid"] is None
+    report = evaluate_generator(G, real, 6, seed=5, inception=seeded[0])
+    direct = frechet_distance(inception_features(seeded[0], generate_images(G, 6, seed=5)),
+                              inception_features(seeded[0], real))
+    assert report["fid"] == pytest.approx(direct, rel=1e-9) and report["fid"] > 0
+    assert {k: v for k, v in report.items() if k != "fid"} == {k: v for k, v in without.items() if k != "fid"}
+    # only a file with the recorded sha256 counts as cached: an impostor in the cache is not used
+    monkeypatch.setenv("GENPRIOR_HOME", str(tmp_path))
+    monkeypatch.setenv("GENPRIOR_SHARED", str(tmp_path / "no-shared"))
+    assert cached_fid_inception() is None
+    from genprior.io import zoo
+
+    target = zoo.cache_path(zoo.get_entry("inception-fid"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(seeded[1], target)
+    with pytest.warns(UserWarning):
+        assert cached_fid_inception() is None

@@ -55,9 +55,10 @@ FORMATS = frozenset(
         "vgg16-safetensors",
         "lpips-vgg-pt",
         "bigprior-pth",
+        "fid-inception-pth",
     }
 )
-KINDS = frozenset({"generator", "perceptual", "fusion"})
+KINDS = frozenset({"generator", "perceptual", "fusion", "metric"})
 
 USER_AGENT = "genprior-zoo/0.1 (+python-urllib)"
 _CHUNK = 1 << 20
@@ -487,6 +488,22 @@ MODELS: list[ModelEntry] = [
         search=("weights/vgg16-imagenet-features.safetensors",),
     ),
     ModelEntry(
+        name="inception-fid",
+        filename="pt_inception-2015-12-05-6726825d.pth",
+        urls=("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
+              "pt_inception-2015-12-05-6726825d.pth",),
+        # Not hashed here (no network): the 64 digits are recorded beside this URL by snap-research/discoscene
+        # (models/inception_model.py) and begin with the 8 hex digits torch.hub checks in the file name.
+        sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2",
+        license="Apache-2.0 (pytorch-fid's PyTorch port of TensorFlow's inception-2015-12-05 ImageNet weights)",
+        description="FID's Inception-v3 (TF 2015-12-05 weights as ported by pytorch-fid; torch state dict, read "
+        "with weights_only=True). When cached, `genprior evaluate` and benchmarks/training.py report FID with it.",
+        format="fid-inception-pth",
+        kind="metric",
+        size_bytes=95628359,
+        search=("weights/pt_inception-2015-12-05-6726825d.pth",),
+    ),
+    ModelEntry(
         name="dcgan-digiface64",
         filename="dcgan-digiface64.safetensors",
         urls=(),
@@ -505,7 +522,7 @@ MODELS: list[ModelEntry] = [
         sha256="44a167cc5e9ce859c60fc6bc70023954ffd35d1de87499fec58c2d366ec69ea6",
         license="genprior's weights: MIT; trained on the MNIST test set (Y. LeCun, C. Cortes; CC BY-SA 3.0)",
         description="genprior's StyleGAN2 for handwritten digits, 32x32 grey, trained on a CPU (early: 41 kimg, "
-        "1.4 CPU hours; see genprior/models/genprior-digits32.md). Ships inside the package.",
+        "1.4 CPU hours; see genprior/models/README.md). Ships inside the package.",
         format="native",
         size_bytes=2687148,
         packaged=True,

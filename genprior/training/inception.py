@@ -229,7 +229,8 @@ def _check_state_dict(obj: Any, model: FIDInception, source: str) -> dict[str, t
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{source}: expected a state dict (a mapping of str -> Tensor), got "
                               f"{type(obj).__name__}")
-    bad = {str(k): type(v).__name__ for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)}
+    bad = {str(k): type(v).__name__ for k, v in obj.items()
+           if not isinstance(k, str) or not isinstance(v, torch.Tensor)}
     if bad:
         shown = ", ".join(f"{k!r}: {t}" for k, t in sorted(bad.items())[:5])
         raise CheckpointError(f"{source}: not a flat state dict of tensors; {len(bad)} entries are not "

@@ -6,6 +6,9 @@ uint8 (N, C, H, W) or float in [0, 1]; grey images are repeated to RGB, images s
 (bilinear) to 64 px. The distance is FID's formula on these features ("FD-VGG"); its values are not comparable
 with FID's Inception numbers, only with each other.
 
+FID proper (Inception-v3 pool3 features, `genprior.training.inception`) is added where its weights are in the
+cache or shared folder (zoo entry ``inception-fid``; `cached_fid_inception`).
+
 ``precision_recall`` adds Kynkäänniemi et al.'s (2019) k-NN precision (how many samples look real) and recall
 (how much of the real distribution the samples cover) on the same features.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,8 +26,12 @@ import torch.nn.functional as F
 from ..errors import GenpriorError
 from ..losses import VGG16Features
 
+if TYPE_CHECKING:
+    from .inception import FIDInception
+
 __all__ = ["VGGFeatures", "vgg_features", "frechet_distance", "fd_vgg", "fvd_vgg", "feature_stats", "vgg16_path",
-           "generate_images", "score_snapshots", "precision_recall", "evaluate_generator"]
+           "generate_images", "score_snapshots", "precision_recall", "evaluate_generator",
+           "cached_fid_inception"]
 
 MIN_SIZE = 64
 LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")  # the taps of `genprior.losses.VGG16Features`
@@ -214,9 +222,26 @@ def score_snapshots(run_dir: str | os.PathLike, real_images: torch.Tensor, n: in
     return out
 
 
+def cached_fid_inception() -> "FIDInception | None":
+    """FID's Inception-v3 if its weights (zoo ``inception-fid``) are in the cache or shared folder, else None.
+
+    Never downloads: ``genprior models fetch inception-fid`` does, once.
+    """
+    from ..io import zoo
+    from .inception import load_fid_inception
+
+    try:
+        path = zoo.fetch("inception-fid", offline=True, progress=False)
+    except GenpriorError:
+        return None
+    return load_fid_inception(path)
+
+
 def evaluate_generator(G: torch.nn.Module, real_images: torch.Tensor, n: int | None = None, *, seed: int = 123,
-                       truncation_psi: float = 1.0, k: int = 3, layer: str = "relu5_3") -> dict:
-    """FD-VGG and k-NN precision / recall of ``n`` samples of ``G`` against uint8 ``real_images`` (N, C, H, W).
+                       truncation_psi: float = 1.0, k: int = 3, layer: str = "relu5_3",
+                       inception: "FIDInception | None" = None) -> dict:
+    """FD-VGG and k-NN precision / recall of ``n`` samples of ``G`` against uint8 ``real_images`` (N, C, H, W);
+    also FID when an ``inception`` network (`cached_fid_inception`) is given, else ``fid`` is None.
 
     ``n`` defaults to the number of real images (and may not exceed it: both sets get the same size, so the
     biased FD estimate is comparable between runs). Samples use seeds ``seed .. seed + n - 1``.
@@ -227,8 +252,14 @@ def evaluate_generator(G: torch.nn.Module, real_images: torch.Tensor, n: int | N
     if tuple(real_images.shape[1:]) != (G.channels, G.resolution, G.resolution):
         raise GenpriorError(f"real images are {tuple(real_images.shape[1:])}, the generator makes "
                             f"{(G.channels, G.resolution, G.resolution)}")
-    real = vgg_features(real_images[:n], layer=layer)
-    fake = vgg_features(generate_images(G, n, seed=seed, truncation_psi=truncation_psi), layer=layer)
+    real_images = real_images[:n]
+    fake_images = generate_images(G, n, seed=seed, truncation_psi=truncation_psi)
+    real, fake = vgg_features(real_images, layer=layer), vgg_features(fake_images, layer=layer)
     precision, recall = precision_recall(real, fake, k=k)
+    fid = None
+    if inception is not None:
+        from .inception import inception_features
+
+        fid = frechet_distance(inception_features(inception, fake_images), inception_features(inception, real_images))
     return dict(n=n, seed=seed, truncation_psi=truncation_psi, feature_layer=layer, k=k,
-                fd_vgg=frechet_distance(fake, real), precision=precision, recall=recall)
+                fd_vgg=frechet_distance(fake, real), precision=precision, recall=recall, fid=fid)
