@@ -6,7 +6,8 @@ generators are kept from the previous report (each row records the command that 
 
 Cases: super-resolution x4 and x8 (box) and centre in-painting, on images the generator made (truth known,
 the true latent exists) and on held-out real images, for the DCGAN face prior (real: faces-utk64, last 1,000
-files) and for genprior's shipped StyleGAN2 brain model (real: brain-mri64/test, never seen in training);
+files), genprior's shipped StyleGAN2 face model (real: the same held-out faces, never seen in training) and
+brain model (real: brain-mri64/test, never seen in training);
 StyleGAN2 also runs MAP with its noise maps optimised.
 """
 
@@ -103,7 +104,8 @@ def main() -> None:
         sys.exit("set GENPRIOR_SHARED to the shared data folder")
     torch.set_num_threads(args.threads)
     perceptual = PerceptualDistance(size=64)
-    real = {"dcgan-digiface64": ("real-faces", real_faces), "genprior-brain64": ("real-brains", real_brains)}
+    real = {"dcgan-digiface64": ("real-faces", real_faces), "genprior-faces64": ("real-faces", real_faces),
+            "genprior-brain64": ("real-brains", real_brains)}
     chosen = args.generators.split(",")
     unknown = sorted(set(chosen) - set(real))
     if unknown:
