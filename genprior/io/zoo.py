@@ -519,10 +519,10 @@ MODELS: list[ModelEntry] = [
         name="genprior-digits32",
         filename="genprior-digits32.safetensors",
         urls=(),
-        sha256="44a167cc5e9ce859c60fc6bc70023954ffd35d1de87499fec58c2d366ec69ea6",
+        sha256="6f4e7b96686c6ac536cae5581d33c070d27ad2a1e5ae545d5549047931b6e29d",
         license="genprior's weights: MIT; trained on the MNIST test set (Y. LeCun, C. Cortes; CC BY-SA 3.0)",
-        description="genprior's StyleGAN2 for handwritten digits, 32x32 grey, trained on a CPU (early: 41 kimg, "
-        "1.4 CPU hours; see genprior/models/README.md). Ships inside the package.",
+        description="genprior's StyleGAN2 for handwritten digits, 32x32 grey, trained on a CPU (73 kimg, "
+        "2.0 CPU hours; see genprior/models/README.md). Ships inside the package.",
         format="native",
         size_bytes=2687148,
         packaged=True,
