@@ -46,3 +46,23 @@ def test_brain64_is_shipped_and_draws_dark_backgrounds_around_a_head():
     torch.manual_seed(0)
     b0, c0 = stats(sample_images(build_generator(G.config).eval(), range(64)))  # measured: 0.525, 0.413
     assert not (b0 < 0.12 and c0 > 2 * b0)
+
+
+def test_faces64_is_shipped_and_its_samples_are_close_to_held_out_faces(shared):
+    from genprior.io.images import read_image
+    from genprior.training.metrics import fd_vgg, generate_images, precision_recall, vgg_features
+
+    entry = zoo.get_entry("genprior-faces64")
+    path = zoo.fetch(entry, offline=True)
+    assert zoo.file_sha256(path) == entry.sha256 and path.stat().st_size <= 10 * 2**20
+    G = genprior.load_generator("genprior-faces64", device="cpu")
+    assert (G.resolution, G.channels) == (64, 3)
+    folder = shared / "data" / "faces-utk64"
+    held_out = sorted(p.name for p in folder.iterdir())[-1000:][::15][:64]  # never used in training
+    real = torch.cat([read_image(folder / f, channels=3) for f in held_out])
+    fake = generate_images(G, 64)
+    torch.manual_seed(0)
+    untrained = generate_images(build_generator(G.config).eval(), 64)
+    fd, fd0 = fd_vgg(fake, real), fd_vgg(untrained, real)
+    precision, _ = precision_recall(vgg_features(real), vgg_features(fake))
+    assert fd < 0.4 * fd0 and precision > 0.5, (fd, fd0, precision)  # measured at 87 kimg: 6960 / 30723, 0.77

@@ -528,6 +528,19 @@ MODELS: list[ModelEntry] = [
         packaged=True,
     ),
     ModelEntry(
+        name="genprior-faces64",
+        filename="genprior-faces64.safetensors",
+        urls=(),
+        sha256="f54e8660251b1d705f39a90d8cdf40067470f22f9c2a86cefc35196fa2b9eda1",
+        license="genprior's weights: MIT; trained on UTKFace aligned crops (Zhang, Song, Qi 2017), whose terms allow "
+        "non-commercial research use only",
+        description="genprior's StyleGAN2 for faces, 64x64 RGB, trained on a CPU (early: 87 kimg, 4.9 CPU hours; "
+        "see genprior/models/README.md). Ships inside the package.",
+        format="native",
+        size_bytes=4565296,
+        packaged=True,
+    ),
+    ModelEntry(
         name="genprior-brain64",
         filename="genprior-brain64.safetensors",
         urls=(),
