@@ -544,12 +544,12 @@ MODELS: list[ModelEntry] = [
         name="genprior-brain64",
         filename="genprior-brain64.safetensors",
         urls=(),
-        sha256="3b9b6e612199b5a098a1709521b9ed4ab194fd41a4ddc85538ce307e7d671708",
+        sha256="d25b00727c236cc0f84c976f4961657a40f2173cdfe75bab3588c8edd8efb7dc",
         license="genprior's weights: MIT; trained on the Brain Tumor MRI Dataset train split (M. Nickparvar; CC0)",
-        description="genprior's StyleGAN2 for brain MRI slices, 64x64 grey, trained on a CPU (early: 21 kimg, "
-        "1.8 CPU hours; see genprior/models/README.md). Ships inside the package.",
+        description="genprior's StyleGAN2 for brain MRI slices, 64x64 grey, trained on a CPU (early: 65 kimg, "
+        "3.7 CPU hours; see genprior/models/README.md). Ships inside the package.",
         format="native",
-        size_bytes=4561416,
+        size_bytes=4561424,
         packaged=True,
     ),
 ]
