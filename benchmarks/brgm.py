@@ -92,6 +92,8 @@ def main() -> None:
                     "before this option used none)")
     ap.add_argument("--generators", default="dcgan-digiface64,genprior-brain64",
                     help="Comma-separated subset to run; rows of the others are kept from the previous report.")
+    ap.add_argument("--tasks", default="superres-x4,superres-x8,inpaint-center",
+                    help="Comma-separated subset of tasks; rows of the others are kept from the previous report.")
     ap.add_argument("--report-from", type=Path, default=None,
                     help="Rebuild the report from the JSON rows an interrupted run printed (its log).")
     args = ap.parse_args()
@@ -114,9 +116,13 @@ def main() -> None:
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "report_from")
     tasks = {"superres-x4": SuperResolution(4, "box", sigma=0.01), "superres-x8": SuperResolution(8, "box", sigma=0.01),
              "inpaint-center": Inpainting(center_mask(64, 0.4), sigma=0.01)}
+    unknown = sorted(set(args.tasks.split(",")) - set(tasks))
+    if unknown:
+        sys.exit(f"unknown tasks {unknown}; known: {sorted(tasks)}")
+    tasks = {name: physics for name, physics in tasks.items() if name in args.tasks.split(",")}
     previous = json.loads((OUT / "brgm.json").read_text()) if (OUT / "brgm.json").exists() else {"rows": [], "speed": {}}
     rows = [{"command": previous.get("command", "?"), **r} for r in previous["rows"]
-            if r["generator"] not in chosen and r["generator"] in real]
+            if (r["generator"] not in chosen or r["task"] not in tasks) and r["generator"] in real]
     speed = {g: {"batch": int(previous.get("args", {}).get("images", 0)), **s}
              for g, s in previous.get("speed", {}).items() if g not in chosen and g in real}
     for gname in chosen:
@@ -148,7 +154,7 @@ def main() -> None:
                        "vi_mean_std": float(vi.std.mean()), "map_seconds": t_map, "vi_seconds": t_vi}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-        physics = tasks["superres-x4"]
+        physics = SuperResolution(4, "box", sigma=0.01)
         y = physics(sources["generated"], seed=0)
         speed[gname] = {"batch": args.images, **overhead(G, BRGM(G, space=space, perceptual="vgg"), y, physics,
                                                          args.images)}
