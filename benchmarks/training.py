@@ -122,7 +122,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "training.json").write_text(json.dumps(report, indent=2))
     lines = ["# Training benchmark", "", f"Command: `{report['command']}`; FD-VGG (Fréchet distance of VGG16 relu5_3 "
-             f"features, lower is better) and k-NN precision / recall (k = 3, same features, higher is better) on {args.n} "
+             "features, lower is better) and k-NN precision / recall (k = 3, same features, higher is better) on "
+             f"{args.n} "
              "images per set, against held-out real images. The floor compares real training images with the held-out "
              "ones (what a perfect generator would get); the untrained network gives the ceiling.", "",
              "| run | kimg | CPU hours | kimg/h (median) | FD-VGG floor (real) | FD-VGG now | FD-VGG untrained "

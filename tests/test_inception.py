@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import importlib.util
 import pickle
 from pathlib import Path
 
@@ -16,25 +16,15 @@ from genprior.training.inception import FIDInception, inception_features, load_f
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def deterministic_state_dict(template: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
-    """The fill of make_inception_fixture.py (copied: that script needs pytorch-fid), in sorted-key order."""
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for key in sorted(template):
-        shape = template[key].shape
-        if key.endswith("num_batches_tracked"):
-            out[key] = torch.zeros(shape, dtype=torch.long)
-        elif key.endswith("running_var"):
-            out[key] = 0.5 + torch.rand(shape, generator=g)
-        elif key.endswith(".weight") and len(shape) >= 2:
-            fan_in = math.prod(shape[1:])
-            gain = 1.0 if key.startswith("fc.") else 2.0
-            out[key] = torch.randn(shape, generator=g) * math.sqrt(gain / fan_in)
-        elif key.endswith("bn.weight"):
-            out[key] = 1 + 0.1 * torch.randn(shape, generator=g)
-        else:
-            out[key] = 0.1 * torch.randn(shape, generator=g)
-    return out
+def _fixture_maker():
+    """tests/fixtures/make_inception_fixture.py as a module (its top level needs only torch and safetensors)."""
+    spec = importlib.util.spec_from_file_location("make_inception_fixture", FIXTURES / "make_inception_fixture.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+deterministic_state_dict = _fixture_maker().deterministic_state_dict  # the fill the fixture's weights were made with
 
 
 @pytest.fixture(scope="module")
