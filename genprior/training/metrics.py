@@ -154,6 +154,12 @@ def precision_recall(real_feats: np.ndarray, fake_feats: np.ndarray, *, k: int =
     return precision, recall
 
 
+def _scores(real_feats: np.ndarray, fake_feats: np.ndarray, k: int) -> dict:
+    """FD-VGG, precision and recall of sample features (M, D) against real features (N, D)."""
+    precision, recall = precision_recall(real_feats, fake_feats, k=k)
+    return dict(fd_vgg=frechet_distance(fake_feats, real_feats), precision=precision, recall=recall)
+
+
 @torch.no_grad()
 def generate_images(G: torch.nn.Module, n: int, *, seed: int = 123, batch: int = 50,
                     truncation_psi: float = 1.0) -> torch.Tensor:
@@ -216,9 +222,8 @@ def score_snapshots(run_dir: str | os.PathLike, real_images: torch.Tensor, n: in
         with safe_open(str(path), "pt") as f:
             info = json.loads((f.metadata() or {}).get("training", "{}"))
         fake_feats = vgg_features(generate_images(load_generator(path, device="cpu"), n), layer=layer)
-        precision, recall = precision_recall(real_feats, fake_feats, k=k)
         out.append(dict(file=path.name, step=info.get("step"), kimg=info.get("kimg"), cpu_hours=info.get("cpu_hours"),
-                        fd_vgg=frechet_distance(fake_feats, real_feats), precision=precision, recall=recall))
+                        **_scores(real_feats, fake_feats, k)))
     return out
 
 
@@ -254,12 +259,10 @@ def evaluate_generator(G: torch.nn.Module, real_images: torch.Tensor, n: int | N
                             f"{(G.channels, G.resolution, G.resolution)}")
     real_images = real_images[:n]
     fake_images = generate_images(G, n, seed=seed, truncation_psi=truncation_psi)
-    real, fake = vgg_features(real_images, layer=layer), vgg_features(fake_images, layer=layer)
-    precision, recall = precision_recall(real, fake, k=k)
+    scores = _scores(vgg_features(real_images, layer=layer), vgg_features(fake_images, layer=layer), k)
     fid = None
     if inception is not None:
         from .inception import inception_features
 
         fid = frechet_distance(inception_features(inception, fake_images), inception_features(inception, real_images))
-    return dict(n=n, seed=seed, truncation_psi=truncation_psi, feature_layer=layer, k=k,
-                fd_vgg=frechet_distance(fake, real), precision=precision, recall=recall, fid=fid)
+    return dict(n=n, seed=seed, truncation_psi=truncation_psi, feature_layer=layer, k=k, **scores, fid=fid)
