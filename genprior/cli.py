@@ -351,12 +351,25 @@ def models() -> None:
 @models.command("list")
 @click.option("--kind", type=click.Choice(["generator", "perceptual", "fusion", "metric"]), default=None)
 def models_list(kind) -> None:  # noqa: ANN001
-    """Show the registry: name, kind, format, licence."""
+    """Show the registry: name, kind, format, status, licence (wrapped to the terminal, never cut)."""
+    import shutil
+    import textwrap
+
     from .io import zoo
 
+    rows = [("NAME", "KIND", "FORMAT", "STATUS", "LICENCE")]
     for m in zoo.list_models(kind):
         status = "cached" if zoo.cache_path(m).exists() else ("packaged" if m.packaged else "")
-        click.echo(f"{m.name:28s} {m.kind:10s} {m.format:18s} {status:8s} {m.license[:60]}")
+        rows.append((m.name, m.kind, m.format, status, m.license))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    indent = sum(widths) + 2 * len(widths)
+    columns = shutil.get_terminal_size(fallback=(0, 0)).columns  # 0: not a terminal, no COLUMNS: print whole
+    room = max(columns - indent, 40) if columns else None
+    for *cells, licence in rows:
+        lines = textwrap.wrap(licence, room, break_long_words=False, break_on_hyphens=False) if room else [licence]
+        click.echo("  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + (lines or [""])[0])
+        for more in lines[1:]:
+            click.echo(" " * indent + more)
 
 
 @models.command("fetch")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import pickle
 import sys
@@ -50,16 +49,10 @@ def test_nvlabs_pickle_config_comes_from_init_kwargs(shared):
     assert kw["synthesis_kwargs"]["conv_clamp"] == 1  # the clamp that fires: only the pickle knows it
 
 
-class _Evil:
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
 @pytest.mark.parametrize("wrap", ["bare", "inside_network_dict"])
-def test_pickle_that_runs_a_command_is_refused(tmp_path, wrap):
+def test_pickle_that_runs_a_command_is_refused(tmp_path, wrap, call_on_unpickle):
     marker = tmp_path / "pwned"
-    evil = _Evil()
-    evil.marker = marker
+    evil = call_on_unpickle(os.system, f"touch {marker}")
     payload = evil if wrap == "bare" else {"G_ema": evil, "G": None, "D": None}
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps(payload))
@@ -83,20 +76,12 @@ def test_embedded_module_source_is_never_executed(tmp_path, shared):
     assert not marker.exists()
 
 
-def test_malicious_tensor_blob_is_refused(tmp_path):
+def test_malicious_tensor_blob_is_refused(tmp_path, call_on_unpickle):
     """A storage blob (torch.storage._load_from_bytes) is itself read with weights_only=True."""
     marker = tmp_path / "blob"
-    evil = _Evil()
-    evil.marker = marker
-    blob = io.BytesIO()
-    pickle.dump(evil, blob)
-
-    class Loader:
-        def __reduce__(self):
-            return (torch.storage._load_from_bytes, (blob.getvalue(),))
-
+    blob = pickle.dumps(call_on_unpickle(os.system, f"touch {marker}"))
     path = tmp_path / "blob.pkl"
-    path.write_bytes(pickle.dumps({"G_ema": Loader()}))
+    path.write_bytes(pickle.dumps({"G_ema": call_on_unpickle(torch.storage._load_from_bytes, blob)}))
     with pytest.raises(CheckpointError):
         genprior.load_generator(path, device="cpu")
     assert not marker.exists()

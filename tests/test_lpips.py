@@ -136,40 +136,32 @@ def test_code_is_never_run_and_missing_code_falls_back(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------ malicious
 
 
-class _Evil:
-    def __init__(self, func, arg) -> None:  # noqa: ANN001
-        self.func, self.arg = func, arg
-
-    def __reduce__(self):  # noqa: ANN204
-        return self.func, (self.arg,)
-
-
 def _text(value: str) -> bytes:
     """A pickle BINUNICODE opcode."""
     raw = value.encode()
     return b"X" + len(raw).to_bytes(4, "little") + raw
 
 
-def _evil_archives(tmp_path: Path, marker: Path) -> dict[str, Path]:
+def _evil_archives(tmp_path: Path, marker: Path, evil) -> dict[str, Path]:  # noqa: ANN001
     good = _save(Net(), tmp_path / "good.pt", "trace")
     touch = f"touch {marker}"
     pickles = {
-        "os.system": pickle.dumps(_Evil(os.system, touch), protocol=2),
-        "eval": pickle.dumps(_Evil(eval, f"open({str(marker)!r}, 'w')"), protocol=2),
+        "os.system": pickle.dumps(evil(os.system, touch), protocol=2),
+        "eval": pickle.dumps(evil(eval, f"open({str(marker)!r}, 'w')"), protocol=2),
         # REDUCE of a non-allowed callable hidden inside a __torch__ module's state
         "reduce": (b"\x80\x02c__torch__\nM\n)\x81}(" + _text("a") + b"csubprocess\ncheck_call\n("
                    + _text("touch") + _text(str(marker)) + b"l\x85Rub."),
         # a torch function that is not in the allow-list
-        "torch.load": pickle.dumps(_Evil(torch.load, str(marker)), protocol=2),
+        "torch.load": pickle.dumps(evil(torch.load, str(marker)), protocol=2),
     }
     out = {name: _rewrite(good, tmp_path / f"{name}.pt", {"data.pkl": blob}) for name, blob in pickles.items()}
     out["constants"] = _rewrite(good, tmp_path / "constants.pt", {"constants.pkl": pickles["os.system"]})
     return out
 
 
-def test_malicious_archives_are_refused_without_running(tmp_path: Path) -> None:
+def test_malicious_archives_are_refused_without_running(tmp_path: Path, call_on_unpickle) -> None:  # noqa: ANN001
     marker = tmp_path / "pwned"
-    for name, path in _evil_archives(tmp_path, marker).items():
+    for name, path in _evil_archives(tmp_path, marker, call_on_unpickle).items():
         with pytest.raises(UnsafePickleError, match="refusing to load global"):
             read_torchscript(path)
         assert not marker.exists(), name

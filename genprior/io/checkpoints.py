@@ -11,24 +11,21 @@ state dicts         ``.pth``/``.pt``/``.safetensors`` of official StyleGAN2, mGA
                     PyTorch-tutorial DCGAN keys (architecture inferred from shapes)
 ==================  ===========================================================================
 
-Torch files are read with ``torch.load(weights_only=True)``; pickles with `RestrictedUnpickler`.
+Torch files are read with ``torch.load(weights_only=True)`` (`genprior.io.weights`), safetensors with
+`genprior.io.weights.read_safetensors`, pickles with `RestrictedUnpickler` and the allow-list of their format.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
-import pickle
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from .. import __version__
 from ..devices import resolve_device
@@ -36,7 +33,9 @@ from ..errors import CheckpointError
 from ..generators import Generator, build_generator
 from . import convert
 from .atomic import atomic_path
-from .pickles import load_pickle
+from .network_pickle import load_network_pickle
+from .pickles import NO_GLOBALS, restricted_loads
+from .weights import load_torch_weights, read_safetensors
 
 CONFIG_KEY = "genprior_config"
 StateDict = dict[str, torch.Tensor]
@@ -54,9 +53,9 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, StateDict]:
     if _looks_like_safetensors(head):
         return _read_safetensors(path)
     if head[:2] == b"PK" or head[:1] == b"\x80" and _is_legacy_torch(path):
-        return _from_torch_object(_torch_load(path), str(path))
+        return _from_torch_object(load_torch_weights(path, allow=[argparse.Namespace]), str(path))
     if head[:1] == b"\x80":
-        return _from_pickle(load_pickle(str(path)), str(path))
+        return _from_pickle(load_network_pickle(path), str(path))
     raise CheckpointError(f"{path}: unknown checkpoint format (not safetensors, a torch file or a pickle)")
 
 
@@ -119,43 +118,17 @@ def _is_legacy_torch(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(64)
     try:
-        return _NoGlobals(io.BytesIO(head)).load() == 0x1950A86A20F9469CFC6C
-    except Exception:
+        return restricted_loads(head, NO_GLOBALS, source=str(path)) == torch.serialization.MAGIC_NUMBER
+    except Exception:  # anything else at the head: not a legacy torch file
         return False
 
 
-class _NoGlobals(pickle.Unpickler):
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError("no globals here")
-
-
 def _read_safetensors(path: Path) -> tuple[dict, StateDict]:
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-        sd = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable safetensors file (truncated?): {exc}") from None
-    sd = {k: v.float() if v.is_floating_point() else v for k, v in sd.items() if not k.startswith("fixture.")}
-    if CONFIG_KEY in meta:
-        try:
-            return json.loads(meta[CONFIG_KEY]), sd
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{path}: corrupt {CONFIG_KEY} metadata: {exc}") from None
+    f = read_safetensors(path)
+    sd = {k: v.float() if v.is_floating_point() else v for k, v in f.tensors.items() if not k.startswith("fixture.")}
+    if CONFIG_KEY in f.metadata:
+        return f.json(CONFIG_KEY), sd
     return _config_from_state_dict(sd, str(path)), sd
-
-
-def _torch_load(path: Path) -> Any:
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(f"{path}: refused to load: the torch file needs globals genprior does not allow "
-                              f"({str(exc).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as exc:
-        raise CheckpointError(f"{path}: unreadable torch file (truncated or corrupt?): {exc}") from None
 
 
 def _from_torch_object(obj: Any, source: str) -> tuple[dict, StateDict]:

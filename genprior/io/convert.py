@@ -16,7 +16,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..generators.ops import setup_filter
-from .pickles import PersistentRecord, TFNetwork, module_state_dict, to_builtin
+from .network_pickle import PersistentRecord, TFNetwork, module_state_dict, to_builtin
 
 StateDict = dict[str, torch.Tensor]
 

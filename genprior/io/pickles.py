@@ -1,156 +1,88 @@
-"""A restricted unpickler for NVlabs network pickles (PyTorch and TensorFlow StyleGAN2).
+"""One restricted unpickler for every pickle genprior reads; each format brings its own allow-list.
 
-Stock unpickling of an NVlabs ``.pkl`` executes the Python source embedded in it. This reader never
-does: it resolves only an allow-list of globals, turns each persistent object into a plain record
-(class name + state), and refuses anything else with `UnsafePickleError` before it can run.
+Stock unpickling resolves whatever global a file names and calls it, so a pickle can run any code.
+`RestrictedUnpickler` resolves a global only through the `AllowList` of the format being read, a mapping
+``(module, name) -> object`` (mostly genprior's own inert stand-ins), and refuses every other global with
+`UnsafePickleError` naming it, before anything is called. Persistent ids are refused unless the format gives a
+``persistent_load``.
+
+The allow-lists: `NO_GLOBALS` (the magic number at the head of a legacy torch file), the NVlabs and TF StyleGAN2
+network pickles (`genprior.io.network_pickle`) and TorchScript archives (`genprior.io.torchscript`).
 """
 
 from __future__ import annotations
 
-import collections
 import io
 import pickle
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
-
-import numpy as np
-import torch
-import torch._utils
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable, Mapping
 
 from ..errors import CheckpointError, UnsafePickleError
 
+__all__ = ["AllowList", "RefusedGlobal", "RestrictedUnpickler", "restricted_loads", "NO_GLOBALS"]
 
-@dataclass
-class PersistentRecord:
-    """What ``torch_utils.persistence`` stored for one object: its class name and ``__dict__``."""
-
-    class_name: str
-    state: dict[str, Any]
-    module_src_sha1: str | None = None
+# What a malformed pickle can raise from the C unpickler or from a stand-in given wrong arguments.
+_MALFORMED = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+              RuntimeError, RecursionError, MemoryError)
 
 
-@dataclass
-class TFNetwork:
-    """A ``dnnlib.tflib.network.Network`` from a TF StyleGAN2 pickle, as its pickled state."""
+@dataclass(frozen=True)
+class AllowList:
+    """The globals one pickle format may resolve, ``(module, name) -> object``; ``name`` names the format.
 
-    state: dict[str, Any] = field(default_factory=dict)
+    ``globals`` may be any mapping: a ``dict`` subclass with ``__missing__`` can allow a family of names.
+    """
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.state = state
-
-
-class EasyDict(dict):
-    """Stand-in for ``dnnlib.util.EasyDict`` (a dict with attribute access)."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    name: str
+    globals: Mapping[tuple[str, str], Any]
 
 
-def _reconstruct_persistent_obj(meta: dict[str, Any]) -> PersistentRecord:
-    """Replacement for ``torch_utils.persistence._reconstruct_persistent_obj``: records, never executes."""
-    import hashlib
-
-    if not isinstance(meta, dict) or meta.get("type") != "class" or "state" not in meta:
-        raise CheckpointError("malformed persistent object in network pickle")
-    src = meta.get("module_src")
-    sha1 = hashlib.sha1(src.encode()).hexdigest() if isinstance(src, str) else None
-    return PersistentRecord(class_name=str(meta.get("class_name")), state=dict(meta["state"]), module_src_sha1=sha1)
+NO_GLOBALS = AllowList("legacy torch file header", {})
 
 
-def _load_storage_from_bytes(blob: bytes) -> Any:
-    """Replacement for ``torch.storage._load_from_bytes``: the legacy stream read with weights_only=True."""
-    return torch.load(io.BytesIO(blob), weights_only=True, map_location="cpu")
+class RefusedGlobal(UnsafePickleError):
+    """A pickle asked for a global outside the allow-list; ``refused`` is its ``(module, name)``."""
 
-
-def _numpy_global(name: str) -> Any:
-    core = getattr(np, "_core", None) or np.core
-    return getattr(core.multiarray, name)
-
-
-_ALLOWED: dict[tuple[str, str], Any] = {
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-    ("dnnlib.util", "EasyDict"): EasyDict,
-    ("dnnlib.tflib.network", "Network"): TFNetwork,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("builtins", "slice"): slice,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
-    ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy", "ndarray"): np.ndarray,
-}
-for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED[(_mod, "scalar")] = lambda *a: _numpy_global("scalar")(*a)
-    _ALLOWED[(_mod, "_reconstruct")] = lambda *a: _numpy_global("_reconstruct")(*a)
+    def __init__(self, message: str, refused: tuple[str, str]) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the globals in ``_ALLOWED``; anything else raises `UnsafePickleError`."""
+    """Resolves only the globals of ``allow``; anything else raises `RefusedGlobal` before it can run."""
 
-    def __init__(self, file: BinaryIO, *, source: str = "<pickle>") -> None:
+    def __init__(self, file: BinaryIO, allow: AllowList, *, source: str = "<pickle>",
+                 persistent_load: Callable[[Any], Any] | None = None) -> None:
         super().__init__(file)
-        self.source = source
+        self.allow, self.source, self._persistent = allow, source, persistent_load
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED[(module, name)]
+            return self.allow.globals[(module, name)]
         except KeyError:
-            raise UnsafePickleError(
-                f"{self.source}: refusing to load global {module}.{name}; genprior reads only network pickles "
-                "(StyleGAN2-ADA / TF StyleGAN2) and never runs code from a file"
+            raise RefusedGlobal(
+                f"{self.source}: refusing to load global {module}.{name}: it is not in the allow-list of a "
+                f"{self.allow.name}, and genprior never runs code from a file",
+                (module, name),
             ) from None
 
     def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError(f"{self.source}: unexpected persistent id {pid!r} in a network pickle")
+        if self._persistent is None:
+            raise UnsafePickleError(f"{self.source}: unexpected persistent id {pid!r} in a {self.allow.name}")
+        return self._persistent(pid)
 
 
-def load_pickle(path: str, data: bytes | None = None) -> Any:
-    """Unpickle ``path`` (or ``data``) with `RestrictedUnpickler`; errors name the file."""
+def restricted_loads(data: bytes, allow: AllowList, *, source: str,
+                     persistent_load: Callable[[Any], Any] | None = None) -> Any:
+    """Unpickle ``data`` with `RestrictedUnpickler`; a malformed pickle is one `CheckpointError` naming ``source``.
+
+    `UnsafePickleError` (a refused global) and the stand-ins' own `CheckpointError` pass through unchanged.
+    """
     try:
-        if data is None:
-            with open(path, "rb") as f:
-                data = f.read()
-        return RestrictedUnpickler(io.BytesIO(data), source=str(path)).load()
-    except (UnsafePickleError, CheckpointError):
+        return RestrictedUnpickler(io.BytesIO(data), allow, source=source, persistent_load=persistent_load).load()
+    except CheckpointError:
         raise
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: not a readable network pickle (truncated or corrupt?): {exc}") from None
-
-
-def module_state_dict(record: PersistentRecord, prefix: str = "") -> dict[str, torch.Tensor]:
-    """Flatten a pickled module (record or plain dict state) into an official-order state dict."""
-    state = record.state
-    out: dict[str, torch.Tensor] = {}
-    skip = set(state.get("_non_persistent_buffers_set", ()) or ())
-    for key, value in (state.get("_parameters") or {}).items():
-        if value is not None:
-            out[prefix + key] = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(value)
-    for key, value in (state.get("_buffers") or {}).items():
-        if value is not None and key not in skip:
-            out[prefix + key] = value
-    for key, child in (state.get("_modules") or {}).items():
-        if child is None:
-            continue
-        if not isinstance(child, PersistentRecord):
-            raise CheckpointError(f"unexpected submodule type {type(child).__name__} at {prefix + key}")
-        out.update(module_state_dict(child, prefix + key + "."))
-    return out
-
-
-def to_builtin(value: Any) -> Any:
-    """Plain JSON-able Python values from pickled kwargs (EasyDict, numpy scalars, tuples)."""
-    if isinstance(value, dict):
-        return {str(k): to_builtin(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_builtin(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    except _MALFORMED as exc:
+        raise CheckpointError(
+            f"{source}: not a readable {allow.name} (truncated or corrupt?): {type(exc).__name__}: {exc}"
+        ) from None

@@ -12,19 +12,12 @@ TorchScript archive is a zip with one top folder ``<archive>/`` holding:
   `ast` (which evaluates nothing) to read the ``__parameters__ = [...]`` / ``__buffers__ = [...]`` lists, so
   that `state_dict` returns exactly the names ``torch.jit.load(path).state_dict()`` would.
 
-`data.pkl` is read with `ScriptUnpickler`: each ``__torch__.*`` class becomes an inert `ScriptObject` that only
-stores the state given to it, tensors are rebuilt only by the functions in an allow-list (lazily: nothing is
-read from ``data/`` until asked for), storages come only from the archive's own ``data/`` entries, and any other
-global raises `UnsafePickleError` before it can be called.
-"""
+``data.pkl`` and ``constants.pkl`` are unpickled by `genprior.io.torchscript_pickle` (inert records, lazy tensors,
+an allow-list; nothing of the archive runs); tensor data is read from ``data/`` only when asked for."""
 
 from __future__ import annotations
 
 import ast
-import collections
-import io
-import pickle
-import re
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -33,230 +26,18 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import CheckpointError, UnsafePickleError
+from ..errors import CheckpointError
+from .torchscript_pickle import ScriptObject, StorageRef, TensorRef, unpickle_script
 
 __all__ = [
     "ScriptObject",
     "TensorRef",
     "TorchScriptArchive",
-    "ScriptUnpickler",
     "read_torchscript",
     "load_torchscript_state_dict",
 ]
 
-_STORAGE_DTYPES: dict[str, torch.dtype] = {
-    "DoubleStorage": torch.float64,
-    "FloatStorage": torch.float32,
-    "HalfStorage": torch.float16,
-    "BFloat16Storage": torch.bfloat16,
-    "LongStorage": torch.int64,
-    "IntStorage": torch.int32,
-    "ShortStorage": torch.int16,
-    "CharStorage": torch.int8,
-    "ByteStorage": torch.uint8,
-    "BoolStorage": torch.bool,
-    "ComplexFloatStorage": torch.complex64,
-    "ComplexDoubleStorage": torch.complex128,
-}
-_KEY_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_CODE_BYTES = 16 << 20  # code files larger than this are not parsed (fall back to every tensor attribute)
-
-
-# ----------------------------------------------------------------------------------------------- records
-
-
-class ScriptObject:
-    """An instance of a TorchScript class (``__torch__.*``) as pickled: its qualified name and its state.
-
-    Nothing of the class is resolved or run; ``state`` is whatever ``BUILD`` passed (a dict of attributes for
-    modules).
-    """
-
-    qualified_name: str = "__torch__.?"
-    state: Any = None
-
-    def __init__(self, *args: Any) -> None:  # only reached through REDUCE; a record never takes arguments
-        if args:
-            raise UnsafePickleError(f"{self.qualified_name}: a TorchScript object was called with arguments")
-        self.state: Any = None
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    @property
-    def attributes(self) -> dict[str, Any]:
-        """The attribute dict (empty when the state is not a dict)."""
-        return self.state if isinstance(self.state, dict) else {}
-
-    def __repr__(self) -> str:
-        return f"ScriptObject({self.qualified_name}, {len(self.attributes)} attributes)"
-
-
-@dataclass(frozen=True, slots=True)  # slots: BUILD cannot rewrite it
-class _StorageType:
-    """What ``GLOBAL 'torch FloatStorage'`` (etc.) resolves to: only a dtype tag, never a torch class."""
-
-    name: str
-    dtype: torch.dtype
-
-
-@dataclass(frozen=True, slots=True)  # slots: BUILD cannot rewrite it
-class _StorageRef:
-    """A storage of the archive, ``data/<key>``, not read yet."""
-
-    key: str
-    dtype: torch.dtype
-    numel: int
-
-
-@dataclass(frozen=True, slots=True)  # slots: BUILD cannot rewrite it
-class TensorRef:
-    """A tensor of the archive, not read yet: a view (offset, size, stride) of one storage."""
-
-    storage: _StorageRef
-    offset: int
-    size: tuple[int, ...]
-    stride: tuple[int, ...]
-    requires_grad: bool = False
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.storage.dtype
-
-    @property
-    def shape(self) -> torch.Size:
-        return torch.Size(self.size)
-
-
-def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
-    if isinstance(value, torch.Size):
-        value = tuple(value)
-    if not isinstance(value, (tuple, list)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise CheckpointError(f"malformed tensor {what} {value!r}")
-    if any(v < 0 for v in value):
-        raise CheckpointError(f"negative tensor {what} {value!r}")
-    return tuple(value)
-
-
-def _rebuild_tensor_v2(storage: Any, storage_offset: Any, size: Any, stride: Any, requires_grad: Any = False,
-                       backward_hooks: Any = None, metadata: Any = None) -> TensorRef:
-    """Stand-in for ``torch._utils._rebuild_tensor_v2``: checks the arguments and records a `TensorRef`."""
-    if not isinstance(storage, _StorageRef):
-        raise CheckpointError(f"tensor storage is {type(storage).__name__}, not a storage of the archive")
-    if not isinstance(storage_offset, int) or storage_offset < 0:
-        raise CheckpointError(f"malformed tensor storage offset {storage_offset!r}")
-    size_t, stride_t = _int_tuple(size, "size"), _int_tuple(stride, "stride")
-    if len(size_t) != len(stride_t):
-        raise CheckpointError(f"tensor size {size_t} and stride {stride_t} differ in length")
-    if backward_hooks:  # an empty OrderedDict is what torch writes
-        raise CheckpointError("a tensor with backward hooks is not a plain weight")
-    if metadata:  # conj/neg bits or tensor-subclass state: not used by weights
-        raise CheckpointError(f"unsupported tensor metadata {metadata!r}")
-    if any(s == 0 for s in size_t):
-        return TensorRef(storage, storage_offset, size_t, stride_t, bool(requires_grad))
-    last = storage_offset + sum((n - 1) * s for n, s in zip(size_t, stride_t))
-    if last >= storage.numel:
-        raise CheckpointError(f"tensor {size_t}/{stride_t}+{storage_offset} reaches past its storage of "
-                              f"{storage.numel} elements")
-    return TensorRef(storage, storage_offset, size_t, stride_t, bool(requires_grad))
-
-
-def _rebuild_tensor(storage: Any, storage_offset: Any, size: Any, stride: Any) -> TensorRef:
-    """Stand-in for the older ``torch._utils._rebuild_tensor``."""
-    return _rebuild_tensor_v2(storage, storage_offset, size, stride)
-
-
-def _build_list(values: Any) -> list:
-    """Stand-in for ``torch.jit._pickle.build_{int,double,bool,tensor}list``: the list itself."""
-    if not isinstance(values, list):
-        raise CheckpointError(f"malformed TorchScript list {type(values).__name__}")
-    return values
-
-
-def _restore_type_tag(value: Any, type_str: Any) -> Any:
-    """Stand-in for ``torch.jit._pickle.restore_type_tag``: drops the type annotation."""
-    return value
-
-
-def _complex(real: Any = 0.0, imag: Any = 0.0) -> complex:
-    if not all(isinstance(v, (int, float)) for v in (real, imag)):
-        raise CheckpointError("malformed complex number")
-    return complex(real, imag)
-
-
-_ALLOWED: dict[tuple[str, str], Any] = {
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-    ("torch.jit._pickle", "build_intlist"): _build_list,
-    ("torch.jit._pickle", "build_doublelist"): _build_list,
-    ("torch.jit._pickle", "build_boollist"): _build_list,
-    ("torch.jit._pickle", "build_tensorlist"): _build_list,
-    ("torch.jit._pickle", "restore_type_tag"): _restore_type_tag,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("builtins", "complex"): _complex,
-}
-
-
-class ScriptUnpickler(pickle.Unpickler):
-    """Unpickles ``data.pkl`` / ``constants.pkl`` of a TorchScript archive without resolving anything unsafe.
-
-    ``__torch__.*`` classes become `ScriptObject` subclasses (one per qualified name, created here and inert),
-    ``torch.<Type>Storage`` becomes a dtype tag, the functions in ``_ALLOWED`` are genprior's own checked
-    stand-ins, persistent ids become `_StorageRef` records; everything else raises `UnsafePickleError`.
-    """
-
-    def __init__(self, file: io.BufferedIOBase, *, source: str) -> None:
-        super().__init__(file)
-        self.source = source
-        self._classes: dict[str, type[ScriptObject]] = {}
-        self._storages: dict[str, _StorageRef] = {}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "__torch__" or module.startswith("__torch__."):
-            qualified = f"{module}.{name}"
-            cls = self._classes.get(qualified)
-            if cls is None:
-                cls = type("ScriptObject", (ScriptObject,), {"qualified_name": qualified, "__module__": __name__})
-                self._classes[qualified] = cls
-            return cls
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(name, _STORAGE_DTYPES[name])
-        try:
-            return _ALLOWED[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(
-                f"{self.source}: refusing to load global {module}.{name}; genprior reads only the tensors of a "
-                "TorchScript archive and never runs code from a file"
-            ) from None
-
-    def persistent_load(self, pid: Any) -> _StorageRef:
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-            raise CheckpointError(f"{self.source}: unexpected persistent id {pid!r}")
-        _, stype, key, location, numel = pid
-        if not isinstance(stype, _StorageType):
-            raise CheckpointError(f"{self.source}: storage type {stype!r} is not a torch storage")
-        if not isinstance(key, str) or not _KEY_RE.fullmatch(key) or key in {".", ".."}:
-            raise CheckpointError(f"{self.source}: malformed storage key {key!r}")
-        if not isinstance(location, str) or not isinstance(numel, int) or isinstance(numel, bool) or numel < 0:
-            raise CheckpointError(f"{self.source}: malformed storage record {pid!r}")
-        old = self._storages.get(key)
-        if old is not None:
-            if old.dtype != stype.dtype or old.numel != numel:
-                raise CheckpointError(f"{self.source}: storage {key} is declared twice with different types")
-            return old
-        ref = _StorageRef(key, stype.dtype, numel)
-        self._storages[key] = ref
-        return ref
-
-
-def _unpickle(blob: bytes, source: str) -> Any:
-    try:
-        return ScriptUnpickler(io.BytesIO(blob), source=source).load()
-    except (UnsafePickleError, CheckpointError):
-        raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            RuntimeError, RecursionError, MemoryError) as exc:
-        raise CheckpointError(f"{source}: not a readable TorchScript pickle: {type(exc).__name__}: {exc}") from None
 
 
 # ----------------------------------------------------------------------------------------------- code lists
@@ -405,7 +186,7 @@ class TorchScriptArchive:
     def _materialize(self, zf: zipfile.ZipFile, ref: TensorRef, cache: dict[str, torch.UntypedStorage],
                      folder: str = "data") -> torch.Tensor:
         sref = ref.storage
-        if not isinstance(sref, _StorageRef):
+        if not isinstance(sref, StorageRef):
             raise CheckpointError(f"{self.path}: malformed tensor record")
         ukey = f"{folder}/{sref.key}"
         storage = cache.get(ukey)
@@ -417,7 +198,7 @@ class TorchScriptArchive:
         except RuntimeError as exc:
             raise CheckpointError(f"{self.path}: tensor on {ukey} does not fit its storage: {exc}") from None
 
-    def _read_storage(self, zf: zipfile.ZipFile, name: str, sref: _StorageRef) -> torch.UntypedStorage:
+    def _read_storage(self, zf: zipfile.ZipFile, name: str, sref: StorageRef) -> torch.UntypedStorage:
         itemsize = torch.empty(0, dtype=sref.dtype).element_size()
         nbytes = sref.numel * itemsize
         try:
@@ -486,11 +267,11 @@ def read_torchscript(path: str | Path) -> TorchScriptArchive:
                 return None
             return zf.read(info)
 
-        module = _unpickle(read("data.pkl") or b"", f"{source}:{root}/data.pkl")
+        module = unpickle_script(read("data.pkl") or b"", f"{source}:{root}/data.pkl")
         if not isinstance(module, ScriptObject):
             raise CheckpointError(f"{source}: data.pkl holds {type(module).__name__}, not a TorchScript module")
         const_blob = read("constants.pkl")
-        constants = _unpickle(const_blob, f"{source}:{root}/constants.pkl") if const_blob else ()
+        constants = unpickle_script(const_blob, f"{source}:{root}/constants.pkl") if const_blob else ()
         version = (read("version") or b"").decode("ascii", "replace").strip() or None
         byteorder = (read("byteorder") or b"little").decode("ascii", "replace").strip() or "little"
         if byteorder not in ("little", "big"):
