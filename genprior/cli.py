@@ -364,12 +364,19 @@ def models_list(kind) -> None:  # noqa: ANN001
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     indent = sum(widths) + 2 * len(widths)
     columns = shutil.get_terminal_size(fallback=(0, 0)).columns  # 0: not a terminal, no COLUMNS: print whole
-    room = max(columns - indent, 40) if columns else None
+    below = 0 < columns < indent + 30  # too narrow for a licence column: each licence goes under its row
+    pad = 4 if below else indent
     for *cells, licence in rows:
-        lines = textwrap.wrap(licence, room, break_long_words=False, break_on_hyphens=False) if room else [licence]
-        click.echo("  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + (lines or [""])[0])
-        for more in lines[1:]:
-            click.echo(" " * indent + more)
+        lines = [licence]
+        if columns:
+            lines = textwrap.wrap(licence, max(columns - pad, 20), break_long_words=False, break_on_hyphens=False)
+        head = "  ".join(c.ljust(w) for c, w in zip(cells, widths))
+        if below:
+            click.echo(head.rstrip())
+        else:
+            click.echo(f"{head}  {lines.pop(0)}")
+        for more in lines:
+            click.echo(" " * pad + more)
 
 
 @models.command("fetch")

@@ -31,3 +31,27 @@ class _CallOnUnpickle:
 def call_on_unpickle():
     """``call_on_unpickle(os.system, "touch x")``: a payload for tests that a reader never runs a pickle's code."""
     return lambda func, *args: _CallOnUnpickle(func, args)
+
+
+class _TFNetwork:
+    """Pickles like TF StyleGAN2's ``dnnlib.tflib.network.Network``: a class reference plus a state dict."""
+
+    def __init__(self, state) -> None:  # noqa: ANN001
+        self.state = state
+
+    def __getstate__(self):  # noqa: ANN204
+        return self.state
+
+
+@pytest.fixture
+def fake_dnnlib(monkeypatch):
+    """Stand-in modules ``dnnlib.tflib.network`` for writing TF-style pickles; returns their ``Network`` class."""
+    import sys
+    import types
+
+    mods = {n: types.ModuleType(n) for n in ["dnnlib", "dnnlib.tflib", "dnnlib.tflib.network"]}
+    network = type("Network", (_TFNetwork,), {"__module__": "dnnlib.tflib.network"})
+    mods["dnnlib.tflib.network"].Network = network
+    for name, mod in mods.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    return network

@@ -1,4 +1,4 @@
-"""Tests of the model zoo: registry, cache resolution and a resumable, hash-checked download.
+"""Tests of the model zoo: registry, cache resolution and a resumable, hash-checked download with progress.
 
 Files are random bytes made here and served by a local HTTP server; nothing leaves 127.0.0.1.
 """
@@ -18,6 +18,7 @@ import pytest
 
 from genprior import paths
 from genprior.errors import DownloadError, GenpriorError
+from genprior.io import download as download_module
 from genprior.io import zoo
 
 REAL_SHARED = paths.shared_dir()  # read before any test changes GENPRIOR_SHARED
@@ -239,6 +240,28 @@ def test_http_error_and_timeout_are_download_errors(server: Served, tmp_path: Pa
     with pytest.raises(DownloadError, match="timed out"):
         zoo.download(server.url("slow.bin"), tmp_path / "s.bin", sha256=None, progress=False, timeout=0.3)
     assert not (tmp_path / "s.bin").exists()
+
+
+def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one(server: Served, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    _, sha = make_file(server, "a.bin", size=3 * (1 << 20) + 5)
+    monkeypatch.setenv("GENPRIOR_DOWNLOAD_VERBOSE", "1")
+    monkeypatch.setattr(download_module, "PROGRESS_INTERVAL", 0.0)  # a line for every chunk
+    zoo.download(server.url("a.bin"), tmp_path / "a.bin", sha256=sha, timeout=TIMEOUT)
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert "\r" not in err and len(lines) >= 4
+    line = r"a\.bin: \d+\.\d/3\.0 MiB \(\d+ %\), \d+\.\d s, ETA (\d+ s|\?)"
+    assert all(re.fullmatch(line, text) for text in lines), lines
+    assert lines[-1].startswith("a.bin: 3.0/3.0 MiB (100 %)")
+    monkeypatch.setattr(download_module, "is_terminal", lambda stream: True)
+    zoo.download(server.url("a.bin"), tmp_path / "b.bin", sha256=sha, timeout=TIMEOUT)
+    err = capsys.readouterr().err
+    assert "\r" in err and "b.bin" in err and "MiB (" not in err  # tqdm's bar, not the plain lines
+    monkeypatch.setenv("GENPRIOR_DOWNLOAD_VERBOSE", "0")
+    zoo.download(server.url("a.bin"), tmp_path / "c.bin", sha256=sha, timeout=TIMEOUT)
+    assert capsys.readouterr().err == ""
 
 
 # ----------------------------------------------------------------------------------------------- fetch()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,10 +90,9 @@ def load_torch_weights(file: str | os.PathLike | BinaryIO, *, source: str | None
 
 def _weights_only_reason(exc: pickle.UnpicklingError) -> str:
     """The part of torch's long weights-only message that says what was refused."""
-    text = str(exc)
-    marker = "WeightsUnpickler error:"
-    if marker not in text:
-        return " ".join(text.split()) or type(exc).__name__
-    tail = text.split(marker, 1)[1].split("Check the documentation of torch.load", 1)[0]
-    reason = " ".join(tail.split())
-    return reason.split(" Please use `torch.serialization", 1)[0] or "unsupported pickle content"
+    text = " ".join(str(exc).split())
+    refused = re.search(r"(?:Unsupported global: |unsupported )GLOBAL ([\w.]+)", text)
+    if refused:
+        return f"Unsupported global: GLOBAL {refused.group(1)}"
+    tail = text.split("WeightsUnpickler error:", 1)[-1].split(" Check the documentation of torch.load", 1)[0]
+    return tail.strip() or type(exc).__name__
