@@ -267,7 +267,7 @@ def _triples(fn):  # noqa: ANN001, ANN202
 
 
 def _dataset(observations, estimates, truths, masks, task, stems, **kw):  # noqa: ANN001, ANN202
-    from .methods.bigprior_train import FusionTriples
+    from .methods.fusion_data import FusionTriples
 
     return FusionTriples(observations, estimates, truths, task=task, masks=masks,
                          stems=parse_range(stems) if stems else None, **kw)
@@ -291,7 +291,7 @@ def bigprior_train(observations, estimates, truths, masks, task, stems, out_root
                    phi_weight, crop, seed, device) -> None:  # noqa: ANN001
     """Train a fusion net (resumes an unfinished run of the same name and arguments)."""
     from .devices import resolve_device
-    from .methods.bigprior_train import train_fusion
+    from .methods.fusion_train import train_fusion
 
     def go() -> None:
         if truths is None:
@@ -313,7 +313,7 @@ def bigprior_train(observations, estimates, truths, masks, task, stems, out_root
 def bigprior_test(observations, estimates, truths, masks, task, stems, model, output, overwrite) -> None:  # noqa: ANN001
     """Write fused outputs, φ maps (PNG and .npy) and per-image metrics."""
     from .methods.bigprior import BIGPrior
-    from .methods.bigprior_train import test_fusion
+    from .methods.fusion_test import test_fusion
 
     def go() -> None:
         net = BIGPrior.load(model, task=task)
