@@ -40,7 +40,7 @@ def choose_batch(free_bytes: int, fixed_bytes: int, per_image_bytes: float, *, w
     """Images per process that fit ``MEMORY_SHARE * free_bytes`` given a fixed cost and a cost per image,
     rounded down to a multiple of ``BATCH_MULTIPLE`` (at least that), total capped at ``cap``."""
     room = MEMORY_SHARE * free_bytes - fixed_bytes
-    per_gpu = int(room // max(per_image_bytes, 1)) // BATCH_MULTIPLE * BATCH_MULTIPLE
+    per_gpu = int(room / max(per_image_bytes, 1) + 1e-6) // BATCH_MULTIPLE * BATCH_MULTIPLE
     per_gpu = max(BATCH_MULTIPLE, min(per_gpu, max(cap // world_size, 1) // BATCH_MULTIPLE * BATCH_MULTIPLE))
     return per_gpu
 

@@ -182,10 +182,10 @@ class _Run:
                  say: TrainingLog, resume: bool, progress_sec: float, started: float) -> None:
         self.out_dir, self.device, self.world, self.say = out_dir, device, world, say
         self.progress_sec, self.started = progress_sec, started
-        images, data_desc = load_training_images(data, resolution=config.resolution, channels=config.channels,
-                                                 holdout=config.holdout, log=say)
         if not resume and (out_dir / "checkpoint.json").exists():
             raise TrainingError(f"{out_dir} holds a run already; pass resume=True to continue it or use another folder")
+        images, data_desc = load_training_images(data, resolution=config.resolution, channels=config.channels,
+                                                 holdout=config.holdout, log=say)
         found = load_training_checkpoint(out_dir) if resume and out_dir.is_dir() else None
         old = found[0]["config"] if found else None
         if old is not None:  # "auto" settings keep the run's values
@@ -194,8 +194,10 @@ class _Run:
                 num_fp16_res=old.get("num_fp16_res", 0) if config.num_fp16_res is None else config.num_fp16_res)
         resolve = dict(channels=int(images.shape[1]), device_type=device.type, world_size=world.size)
         self.cfg = cfg = config.resolved(batch=(config.batch_gpu or 1) * world.size, **resolve)
+        self.record = cfg.record(data=data_desc, num_images=int(images.shape[0]))
+        notes = check_resume(old, self.record, str(out_dir)) if old is not None else []  # before any heavy work
         self.fp16 = device.type == "cuda" and bool(cfg.num_fp16_res)
-        self.nets = self._networks(cfg.record(data=data_desc, num_images=int(images.shape[0])))
+        self.nets = self._networks(self.record)
         self.sampler = ChunkSampler(images.to(device), seed=cfg.seed, z_dim=cfg.z_dim, mirror=cfg.mirror,
                                     noise_shapes=self.nets.G.synthesis.noise_shapes(), device=device,
                                     channels_last=cfg.channels_last)
@@ -203,8 +205,8 @@ class _Run:
             unit = (config.batch_gpu or 1) * world.size
             total = measure_batch(device, self._trial, world_size=world.size)
             self.cfg = cfg = config.resolved(batch=max(total // unit, 1) * unit, **resolve)
+            self.record = cfg.record(data=data_desc, num_images=int(images.shape[0]))
             say(f"batch auto: {cfg.batch} ({cfg.batch_gpu} per pass on {world.size} process(es), {device})")
-        self.record = cfg.record(data=data_desc, num_images=int(images.shape[0]))
         self.augment = AdaptiveAugment(cfg.policy, adaptive=cfg.adaptive, target=cfg.ada_target,
                                        ada_kimg=cfg.ada_kimg, device=device)
         self.loss = self._loss(self.nets, self.augment)
@@ -212,7 +214,7 @@ class _Run:
         self.last_good: tuple[int, Path] | None = None
         self.fresh = found is None
         if found is not None:
-            for note in check_resume(old, self.record, str(out_dir)):
+            for note in notes:
                 say(f"note: {note}")
             if old.get("data") != self.record["data"]:
                 warnings.warn(f"resuming a run trained on {old.get('data')} with data {self.record['data']}",
