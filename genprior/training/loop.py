@@ -35,7 +35,6 @@ created.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -48,20 +47,18 @@ from typing import Any, Callable
 import torch
 
 from .. import __version__
-from ..generators.stylegan2 import StyleGAN2Generator
 from . import run_state
 from .augment import AdaptiveAugment
 from .batches import ChunkSampler
 from .config import TrainingConfig, TrainingError, check_resume
 from .data import load_training_images
-from .discriminator import StyleGAN2Discriminator
 from .distributed import World, world_from_env
 from .hardware import measure_batch, training_device
 from .loss import GANLoss, make_loss
 from .monitor import PendingLosses, StopFlag, Ticker, TrainingLog
-from .projected import ProjectedDiscriminator
 from .snapshot import export_network, model_size_bytes, sample_grid, save_image_grid, to_uint8
-from .steps import Nets, ema_update, train_step
+from .networks import R1_INTERVAL, Nets, build_networks, make_nets
+from .steps import ema_update, train_step
 
 __all__ = ["train", "run", "TrainingError", "build_networks", "load_training_checkpoint", "model_size_bytes",
            "save_image_grid"]
@@ -69,28 +66,8 @@ __all__ = ["train", "run", "TrainingError", "build_networks", "load_training_che
 CHECKPOINT_FORMAT = "genprior-training-checkpoint"
 CHECKPOINT_VERSION = 2
 META_KEY = "genprior_training"
-R1_INTERVAL = 16
 EMA_RAMPUP = 0.05
 CHECK_EVERY_GPU = 50  # steps between host reads of the losses on a GPU (every step on a CPU: they cost nothing)
-
-
-def build_networks(cfg: dict[str, Any], *, mixed_precision: bool = False
-                   ) -> tuple[StyleGAN2Generator, StyleGAN2Discriminator | ProjectedDiscriminator]:
-    """Freshly initialised (G, D) for a run record (`TrainingConfig.record`; the global torch RNG draws the
-    weights). Keys missing from older records take their old defaults (no fp16, the StyleGAN2 discriminator)."""
-    fp16 = {"num_fp16_res": cfg["num_fp16_res"], "conv_clamp": cfg["conv_clamp"]} if cfg.get("num_fp16_res") else {}
-    G = StyleGAN2Generator(
-        z_dim=cfg["z_dim"], w_dim=cfg["w_dim"], img_resolution=cfg["resolution"], img_channels=cfg["channels"],
-        mapping_kwargs={"num_layers": cfg["mapping_layers"]},
-        synthesis_kwargs={"channel_base": cfg["g_channel_base"], "channel_max": cfg["g_channel_max"], **fp16},
-    )
-    if cfg.get("recipe", "stylegan2") == "projected":
-        D = ProjectedDiscriminator(img_resolution=cfg["resolution"], img_channels=cfg["channels"],
-                                   seed=cfg.get("seed", 0), mixed_precision=mixed_precision)
-    else:
-        D = StyleGAN2Discriminator(img_resolution=cfg["resolution"], img_channels=cfg["channels"],
-                                   channel_base=cfg["d_channel_base"], channel_max=cfg["d_channel_max"], **fp16)
-    return G, D
 
 
 def load_training_checkpoint(out_dir: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]] | None:
@@ -197,7 +174,7 @@ class _Run:
         self.record = cfg.record(data=data_desc, num_images=int(images.shape[0]))
         notes = check_resume(old, self.record, str(out_dir)) if old is not None else []  # before any heavy work
         self.fp16 = device.type == "cuda" and bool(cfg.num_fp16_res)
-        self.nets = self._networks(self.record)
+        self.nets = make_nets(self.record, cfg, self.device, world, mixed_precision=self.fp16)
         self.sampler = ChunkSampler(images.to(device), seed=cfg.seed, z_dim=cfg.z_dim, mirror=cfg.mirror,
                                     noise_shapes=self.nets.G.synthesis.noise_shapes(), device=device,
                                     channels_last=cfg.channels_last)
@@ -223,22 +200,6 @@ class _Run:
         self.first_images = images[:64]
 
     # ------------------------------------------------------------------ setup
-    def _networks(self, record: dict[str, Any]) -> Nets:
-        cfg = self.cfg
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)
-            G, D = build_networks(record, mixed_precision=self.fp16)
-        layout = torch.channels_last if cfg.channels_last else torch.preserve_format
-        G, D = G.to(self.device, memory_format=layout).train(), D.to(self.device, memory_format=layout).train()
-        self.world.broadcast_(G)
-        self.world.broadcast_(D)
-        G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-        ratio = R1_INTERVAL / (R1_INTERVAL + 1) if cfg.recipe == "stylegan2" else 1.0
-        opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.0, 0.99), eps=1e-8)
-        opt_D = torch.optim.Adam([p for p in D.parameters() if p.requires_grad], lr=cfg.lr * ratio,
-                                 betas=(0.0, 0.99**ratio), eps=1e-8)
-        return Nets(G, D, G_ema, opt_G, opt_D, lr_ratio=ratio)
-
     def _loss(self, nets: Nets, augment: AdaptiveAugment) -> GANLoss:
         return make_loss(self.cfg.recipe, nets.G, nets.D, augment, r1_gamma=self.cfg.r1_gamma,
                          r1_interval=R1_INTERVAL, fp16=self.fp16, channels_last=self.cfg.channels_last)

@@ -1,67 +1,15 @@
-"""One training step: the networks and optimisers of a run, the G and D phases, and the EMA generator."""
+"""One training step, its G and D phases on this process's chunks, and the EMA generator."""
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
-from typing import Any
-
 import torch
 
-from . import run_state
 from .batches import D_PHASE, G_PHASE, ChunkSampler
 from .distributed import World
 from .loss import GANLoss
+from .networks import Nets
 
-__all__ = ["Nets", "train_step", "ema_update"]
-
-
-@dataclass
-class Nets:
-    """G, D, the EMA generator and the two Adam optimisers (D's lr is ``lr * lr_ratio``)."""
-
-    G: torch.nn.Module
-    D: torch.nn.Module
-    G_ema: torch.nn.Module
-    opt_G: torch.optim.Optimizer
-    opt_D: torch.optim.Optimizer
-    lr_ratio: float = 1.0
-
-    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """(tensors of every module and optimiser, the optimisers' param groups for the checkpoint JSON)."""
-        tensors: dict[str, torch.Tensor] = {}
-        for prefix in ("G", "D", "G_ema"):
-            tensors.update(run_state.module_tensors(prefix, getattr(self, prefix)))
-        groups = {}
-        for name in ("opt_G", "opt_D"):
-            t, groups[f"{name}_groups"] = run_state.optimizer_tensors(getattr(self, name), name)
-            tensors.update(t)
-        return tensors, groups
-
-    def load(self, tensors: dict[str, torch.Tensor], state: dict[str, Any], *, lr: float) -> None:
-        """Restore what `state` saved; the learning rates become ``lr`` (and ``lr * lr_ratio`` for D)."""
-        for prefix in ("G", "D", "G_ema"):
-            run_state.load_module(getattr(self, prefix), tensors, prefix)
-        for name, rate in (("opt_G", lr), ("opt_D", lr * self.lr_ratio)):
-            opt = getattr(self, name)
-            opt.load_state_dict(run_state.optimizer_state(tensors, name, state[f"{name}_groups"]))
-            for group in opt.param_groups:
-                group["lr"] = rate
-
-    def copy(self) -> "Nets":
-        """Independent copies of the networks with fresh optimisers of the same settings."""
-        G, D = copy.deepcopy(self.G), copy.deepcopy(self.D)
-
-        def fresh(opt: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
-            return type(opt)(params, **{k: v for k, v in opt.defaults.items() if k in ("lr", "betas", "eps")})
-
-        return Nets(G, D, copy.deepcopy(self.G_ema), fresh(self.opt_G, list(G.parameters())),
-                    fresh(self.opt_D, [p for p in D.parameters() if p.requires_grad]), self.lr_ratio)
-
-    def finite(self) -> bool:
-        """Whether every parameter of G, D and G_ema is finite (a host sync)."""
-        params = [p for m in (self.G, self.D, self.G_ema) for p in m.parameters()]
-        return bool(torch.stack([p.isfinite().all() for p in params]).all())
+__all__ = ["train_step", "ema_update"]
 
 
 def train_step(nets: Nets, loss: GANLoss, sampler: ChunkSampler, *, step: int, batch: int, batch_gpu: int,
