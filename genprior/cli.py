@@ -214,7 +214,7 @@ class _Batch(click.ParamType):
 def train(data, out_dir, channels, max_minutes, **kw) -> None:  # noqa: ANN001
     """Train (or resume) a GAN on DATA (image folder, .zip, or MNIST idx file); snapshots go to OUT_DIR.
 
-    Several GPUs or machines: ``torchrun --nproc_per_node N -m genprior.training DATA OUT_DIR ...``."""
+    Several GPUs or machines: torchrun --nproc_per_node N -m genprior.training DATA OUT_DIR ..."""
     from .progress import one_line_warnings
     from .training import loop
 

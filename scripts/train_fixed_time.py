@@ -3,7 +3,8 @@
 Usage::
 
     python scripts/train_fixed_time.py DATA RUN_DIR RESULT_DIR --minutes 9 [--metrics-n 1000] \\
-        -- --resolution 64 --kimg 100000 --recipe projected --batch auto --device cuda --holdout 1000
+        -- --resolution 64 --kimg 100000 --snapshot-kimg 500 --recipe projected --batch auto --device cuda \\
+           --holdout 1000 --mirror
 
 Everything after ``--`` goes to ``genprior train DATA RUN_DIR`` unchanged (its options, e.g. ``--mirror``,
 ``--num-fp16-res``, ``--channels-last``); ``--max-minutes`` is set from ``--minutes`` minus the seconds this

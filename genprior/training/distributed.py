@@ -25,6 +25,7 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # the process group was initialised here (and is destroyed by `close`)
 
     @property
     def is_main(self) -> bool:
@@ -59,6 +60,14 @@ class World:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return tuple(bool(v) for v in t.tolist())
 
+    def minimum(self, value: int, device: torch.device) -> int:
+        """The smallest ``value`` over all processes (a host sync)."""
+        if not self.distributed:
+            return value
+        t = torch.tensor([value], device=device, dtype=torch.int64)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return int(t.item())
+
     def broadcast_(self, module: torch.nn.Module) -> None:
         """Copy rank 0's parameters and buffers to every process."""
         if self.distributed:
@@ -69,6 +78,10 @@ class World:
         if self.distributed:
             dist.barrier()
 
+    def close(self) -> None:
+        if self.owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
 
 def world_from_env(device: torch.device) -> World:
     """The `World` of this process: initialise the default process group from torchrun's environment (NCCL on
@@ -77,8 +90,9 @@ def world_from_env(device: torch.device) -> World:
     if size <= 1:
         return World()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         if device.type == "cuda":
             torch.cuda.set_device(local)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=size)
-    return World(rank=dist.get_rank(), size=dist.get_world_size(), local_rank=local)
+    return World(rank=dist.get_rank(), size=dist.get_world_size(), local_rank=local, owns_group=owns)

@@ -147,9 +147,12 @@ def run(config: TrainingConfig, data: str | os.PathLike | torch.Tensor, out_dir:
     device = world.device(device)
     out_dir = Path(out_dir)
     echo = (log or (lambda m: print(m, flush=True))) if progress and world.is_main else None
-    with TrainingLog(out_dir / "log.txt", echo=echo, write=world.is_main) as say:
-        return _Run(config, data, out_dir, device=device, world=world, say=say, resume=resume,
-                    progress_sec=progress_sec, started=started).train()
+    try:
+        with TrainingLog(out_dir / "log.txt", echo=echo, write=world.is_main) as say:
+            return _Run(config, data, out_dir, device=device, world=world, say=say, resume=resume,
+                        progress_sec=progress_sec, started=started).train()
+    finally:
+        world.close()
 
 
 class _Run:
@@ -174,13 +177,13 @@ class _Run:
         self.record = cfg.record(data=data_desc, num_images=int(images.shape[0]))
         notes = check_resume(old, self.record, str(out_dir)) if old is not None else []  # before any heavy work
         self.fp16 = device.type == "cuda" and bool(cfg.num_fp16_res)
-        self.nets = make_nets(self.record, cfg, self.device, world, mixed_precision=self.fp16)
+        self.nets = make_nets(self.record, cfg, self.device, world)
         self.sampler = ChunkSampler(images.to(device), seed=cfg.seed, z_dim=cfg.z_dim, mirror=cfg.mirror,
                                     noise_shapes=self.nets.G.synthesis.noise_shapes(), device=device,
                                     channels_last=cfg.channels_last)
         if config.batch == "auto":
             unit = (config.batch_gpu or 1) * world.size
-            total = measure_batch(device, self._trial, world_size=world.size)
+            total = world.minimum(measure_batch(device, self._trial, world_size=world.size), device)
             self.cfg = cfg = config.resolved(batch=max(total // unit, 1) * unit, **resolve)
             self.record = cfg.record(data=data_desc, num_images=int(images.shape[0]))
             say(f"batch auto: {cfg.batch} ({cfg.batch_gpu} per pass on {world.size} process(es), {device})")

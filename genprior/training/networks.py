@@ -20,8 +20,7 @@ __all__ = ["build_networks", "make_nets", "Nets", "R1_INTERVAL"]
 R1_INTERVAL = 16  # steps between lazy R1 penalties (stylegan2 recipe); D's Adam is adjusted for it
 
 
-def build_networks(cfg: dict[str, Any], *, mixed_precision: bool = False
-                   ) -> tuple[StyleGAN2Generator, StyleGAN2Discriminator | ProjectedDiscriminator]:
+def build_networks(cfg: dict[str, Any]) -> tuple[StyleGAN2Generator, StyleGAN2Discriminator | ProjectedDiscriminator]:
     """Freshly initialised (G, D) for a run record (`TrainingConfig.record`; the global torch RNG draws the
     weights). Keys missing from older records take their old defaults (no fp16, the StyleGAN2 discriminator)."""
     fp16 = {"num_fp16_res": cfg["num_fp16_res"], "conv_clamp": cfg["conv_clamp"]} if cfg.get("num_fp16_res") else {}
@@ -32,7 +31,7 @@ def build_networks(cfg: dict[str, Any], *, mixed_precision: bool = False
     )
     if cfg.get("recipe", "stylegan2") == "projected":
         D = ProjectedDiscriminator(img_resolution=cfg["resolution"], img_channels=cfg["channels"],
-                                   seed=cfg.get("seed", 0), mixed_precision=mixed_precision)
+                                   seed=cfg.get("seed", 0))
     else:
         D = StyleGAN2Discriminator(img_resolution=cfg["resolution"], img_channels=cfg["channels"],
                                    channel_base=cfg["d_channel_base"], channel_max=cfg["d_channel_max"], **fp16)
@@ -87,13 +86,12 @@ class Nets:
         return bool(torch.stack([p.isfinite().all() for p in params]).all())
 
 
-def make_nets(record: dict[str, Any], cfg: TrainingConfig, device: torch.device, world: World, *,
-              mixed_precision: bool = False) -> Nets:
+def make_nets(record: dict[str, Any], cfg: TrainingConfig, device: torch.device, world: World) -> Nets:
     """`Nets` for a run: weights drawn from ``cfg.seed`` (without touching the caller's global RNG state),
     moved to ``device`` (channels-last if asked), rank 0's copied to every process."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        G, D = build_networks(record, mixed_precision=mixed_precision)
+        G, D = build_networks(record)
     layout = torch.channels_last if cfg.channels_last else torch.preserve_format
     G, D = G.to(device, memory_format=layout).train(), D.to(device, memory_format=layout).train()
     world.broadcast_(G)

@@ -9,7 +9,7 @@ convolution to one logit. The output is (N, 3): one logit per scale.
 
 Only the heads train (``requires_grad_`` leaves the rest frozen). The state dict holds the heads and the
 projections but not the VGG16 weights, which come from their file: a checkpoint stays small and resumes
-exactly. On CUDA the frozen trunk runs under bfloat16 autocast when ``mixed_precision`` is set.
+exactly. It runs in float32 everywhere (TF32 convolutions on recent GPUs, PyTorch's default there).
 """
 
 from __future__ import annotations
@@ -57,14 +57,14 @@ class ProjectedDiscriminator(nn.Module):
     """Images (N, C, R, R) in [-1, 1] -> logits (N, 3), one per feature scale; R >= 32, C in (1, 3)."""
 
     def __init__(self, *, img_resolution: int, img_channels: int, seed: int = 0,
-                 vgg: VGG16Features | None = None, mixed_precision: bool = False) -> None:
+                 vgg: VGG16Features | None = None) -> None:
         super().__init__()
         if img_resolution < MIN_RESOLUTION or img_resolution & (img_resolution - 1):
             raise ValueError(f"the projected discriminator needs a power-of-two resolution >= {MIN_RESOLUTION}, "
                              f"not {img_resolution}")
         if img_channels not in (1, 3):
             raise ValueError(f"img_channels must be 1 or 3, not {img_channels}")
-        self.img_resolution, self.img_channels, self.mixed_precision = img_resolution, img_channels, mixed_precision
+        self.img_resolution, self.img_channels = img_resolution, img_channels
         self.vgg = (vgg or VGG16Features.pretrained()).eval().requires_grad_(False)
         gen = torch.Generator().manual_seed(seed)
         for i, (c, m) in enumerate(zip(TAP_CHANNELS, MIX_CHANNELS)):
@@ -90,12 +90,10 @@ class ProjectedDiscriminator(nn.Module):
             x = x.repeat(1, 3, 1, 1)
         x = x * 255 - self.vgg.mean
         out = []
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.mixed_precision and x.is_cuda):
-            for i, layer in enumerate(self.vgg.features[: TAPS[-1] + 1]):
-                x = layer(x)
-                if i in TAPS:
-                    mix = getattr(self, f"mix{len(out)}")
-                    out.append(nn.functional.conv2d(x, mix.to(x.dtype)).float())
+        for i, layer in enumerate(self.vgg.features[: TAPS[-1] + 1]):
+            x = layer(x)
+            if i in TAPS:
+                out.append(nn.functional.conv2d(x, getattr(self, f"mix{len(out)}")))
         return out
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
