@@ -158,13 +158,31 @@ def restore(inputs, generator, task, method, fusion, factor, kernel, mask, sigma
     _run(go)
 
 
+class _Batch(click.ParamType):
+    name = "batch"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001
+        if isinstance(value, int) or value == "auto":
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            self.fail(f"{value!r} is neither a whole number nor 'auto'", param, ctx)
+
+
 @main.command()
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--resolution", type=int, required=True, help="Power of two; images are fitted to it.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Grey or RGB (default: the data's).")
 @click.option("--kimg", type=float, required=True, help="Train until this many thousand real images were shown.")
-@click.option("--batch", type=int, default=16, show_default=True)
+@click.option("--recipe", type=click.Choice(["stylegan2", "projected"]), default="stylegan2", show_default=True,
+              help="stylegan2: its discriminator, logistic loss, lazy R1; projected: a discriminator on frozen "
+                   "VGG16 features, hinge loss.")
+@click.option("--batch", type=_Batch(), default=16, show_default=True,
+              help="Images per step, or 'auto' (fills the GPU's free memory; 16 on a CPU).")
+@click.option("--batch-gpu", type=int, default=None,
+              help="Images per forward pass and process (default: all of its share); gradients accumulate.")
 @click.option("--g-channel-base", type=int, default=4096, show_default=True)
 @click.option("--g-channel-max", type=int, default=128, show_default=True)
 @click.option("--d-channel-base", type=int, default=4096, show_default=True)
@@ -172,24 +190,39 @@ def restore(inputs, generator, task, method, fusion, factor, kernel, mask, sigma
 @click.option("--z-dim", type=int, default=128, show_default=True)
 @click.option("--w-dim", type=int, default=128, show_default=True)
 @click.option("--mapping-layers", type=int, default=4, show_default=True)
-@click.option("--lr", type=float, default=0.0025, show_default=True)
+@click.option("--lr", type=float, default=None, help="Learning rate (default: 0.0025 stylegan2, 0.0002 projected).")
 @click.option("--r1-gamma", type=float, default=None, help="R1 weight (default: from the resolution).")
 @click.option("--ema-kimg", type=float, default=None, help="EMA half-life in kimg (default: from the batch).")
-@click.option("--augment", type=click.Choice(["diffaugment", "none"]), default="diffaugment", show_default=True)
+@click.option("--augment", type=click.Choice(["diffaugment", "ada", "none"]), default="diffaugment",
+              show_default=True, help="ada: DiffAugment's ops each with a probability tuned as StyleGAN2-ADA.")
+@click.option("--ada-target", type=float, default=0.6, show_default=True, help="ADA's target for E[sign(D(real))].")
+@click.option("--ada-kimg", type=float, default=500.0, show_default=True,
+              help="ADA: kimg over which the probability can move from 0 to 1.")
 @click.option("--mirror", is_flag=True, help="Add horizontal flips of the data.")
 @click.option("--snapshot-kimg", type=float, default=2.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--holdout", type=int, default=0, show_default=True, help="Keep the last N images (sorted) out.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto, cpu, cuda, cuda:N, mps (under torchrun each process takes its own GPU).")
+@click.option("--num-fp16-res", type=int, default=None,
+              help="Blocks of G and D in float16 on CUDA (default: 4 there, 0 elsewhere).")
+@click.option("--channels-last", is_flag=True, help="Channels-last memory layout for weights and activations.")
 @click.option("--threads", type=int, default=1, show_default=True, help="CPU threads.")
+@click.option("--max-minutes", type=float, default=None,
+              help="Stop after this much wall time with a snapshot (run the same command to go on).")
 @click.option("--progress-sec", type=float, default=60.0, show_default=True, help="Seconds between progress lines.")
-def train(data, out_dir, channels, **kw) -> None:  # noqa: ANN001
-    """Train (or resume) a StyleGAN2 on DATA (image folder, .zip, or MNIST idx file); snapshots go to OUT_DIR."""
+def train(data, out_dir, channels, max_minutes, **kw) -> None:  # noqa: ANN001
+    """Train (or resume) a GAN on DATA (image folder, .zip, or MNIST idx file); snapshots go to OUT_DIR.
+
+    Several GPUs or machines: torchrun --nproc_per_node N -m genprior.training DATA OUT_DIR ..."""
+    from .progress import one_line_warnings
     from .training import loop
 
     def go() -> None:
         try:
-            loop.train(data, out_dir, channels=int(channels) if channels else None, num_threads=kw.pop("threads"),
-                       **kw)
+            with one_line_warnings():
+                loop.train(data, out_dir, channels=int(channels) if channels else None, num_threads=kw.pop("threads"),
+                           max_sec=None if max_minutes is None else max_minutes * 60, **kw)
         except KeyboardInterrupt:
             click.echo("interrupted: a snapshot was saved; run the same command to resume", err=True)
             sys.exit(130)
@@ -223,6 +256,15 @@ def evaluate(data, generator, num, holdout, seed, truncation_psi, k, output, ove
         real = load_dataset(data, resolution=G.resolution, channels=G.channels, log=None)
         if holdout:
             real = split_holdout(real, holdout)[1]
+        need = max(2, k + 1)  # FD needs 2 images per set; precision/recall need more than k
+        where = f"the last {holdout} images of DATA (--holdout)" if holdout else "DATA"
+        if real.shape[0] < need:
+            raise GenpriorError(f"{where} holds {real.shape[0]} image(s); evaluate needs at least {need} "
+                                f"(FD-VGG needs 2, precision/recall with --k {k} need k + 1): add images to DATA"
+                                f"{' or raise --holdout' if holdout else ''}, or lower --k")
+        if num < need:
+            raise GenpriorError(f"--n {num} is too small: it must be between 2 and {real.shape[0]} for FD-VGG and "
+                                f"above --k ({k}) for precision/recall; use --n {need} or more, or a lower --k")
         order = torch.randperm(real.shape[0], generator=torch.Generator().manual_seed(seed))
         inception = cached_fid_inception()
         report = evaluate_generator(G, real[order], min(num, real.shape[0]), seed=seed, truncation_psi=truncation_psi,
@@ -267,7 +309,7 @@ def _triples(fn):  # noqa: ANN001, ANN202
 
 
 def _dataset(observations, estimates, truths, masks, task, stems, **kw):  # noqa: ANN001, ANN202
-    from .methods.bigprior_train import FusionTriples
+    from .methods.fusion_data import FusionTriples
 
     return FusionTriples(observations, estimates, truths, task=task, masks=masks,
                          stems=parse_range(stems) if stems else None, **kw)
@@ -291,7 +333,7 @@ def bigprior_train(observations, estimates, truths, masks, task, stems, out_root
                    phi_weight, crop, seed, device) -> None:  # noqa: ANN001
     """Train a fusion net (resumes an unfinished run of the same name and arguments)."""
     from .devices import resolve_device
-    from .methods.bigprior_train import train_fusion
+    from .methods.fusion_train import train_fusion
 
     def go() -> None:
         if truths is None:
@@ -313,7 +355,7 @@ def bigprior_train(observations, estimates, truths, masks, task, stems, out_root
 def bigprior_test(observations, estimates, truths, masks, task, stems, model, output, overwrite) -> None:  # noqa: ANN001
     """Write fused outputs, φ maps (PNG and .npy) and per-image metrics."""
     from .methods.bigprior import BIGPrior
-    from .methods.bigprior_train import test_fusion
+    from .methods.fusion_test import test_fusion
 
     def go() -> None:
         net = BIGPrior.load(model, task=task)

@@ -12,11 +12,11 @@ import torch
 from genprior.errors import GenpriorError
 from genprior.io.images import read_image
 from genprior.methods.bigprior import BIGPrior, read_official_state_dict
-from genprior.methods.bigprior_train import (FusionTriples, compare_to_reference, experiment_dir, latest_epoch,
-                                             test_fusion, train_fusion)
+from genprior.methods.fusion_data import FusionTriples, index_folder
 from genprior.methods.fusion_nets import BoundedPhi, DnCNNPhi
+from genprior.methods.fusion_test import test_fusion
+from genprior.methods.fusion_train import experiment_dir, latest_epoch, train_fusion
 from genprior.metrics import colorization_auc, rgb_to_lab
-
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,36 @@ def _as_uint8(x: torch.Tensor) -> torch.Tensor:
 
 def _read_uint8(path) -> torch.Tensor:
     return (read_image(path, 3) * 255).round().to(torch.uint8)
+
+
+def compare_to_reference(model: BIGPrior, dataset: FusionTriples, reference) -> dict:
+    """Pixel agreement of ``model``'s outputs and φ maps with stored 8-bit ones (``<stem>.*``, ``<stem>_phi.*``).
+
+    The float outputs are quantised as torchvision's ``save_image`` (the official test's writer). Returns, for
+    "output" and "phi", the fraction of identical 8-bit values (``identical``), the largest difference in grey
+    levels (``max_diff``) and the number of values over all images, and the same per image.
+    """
+    ref = index_folder(reference, "reference")
+    result: dict = {"per_image": {}}
+    totals = {k: [0, 0, 0] for k in ("output", "phi")}  # identical, count, max
+    for i in range(len(dataset)):
+        item = dataset[i]
+        stem = item["stem"]
+        mask = None if item["mask"] is None else item["mask"][None]
+        x, phi = model(item["y"][None], item["g"][None], mask, clamp=False)
+        row = {}
+        for what, ours, key in (("output", x, stem), ("phi", phi, f"{stem}_phi")):
+            theirs = _read_uint8(ref[key])
+            assert theirs.shape == ours.shape, f"{ref[key]}: shape {tuple(theirs.shape)} vs {tuple(ours.shape)}"
+            diff = (_as_uint8(ours).int() - theirs.int()).abs()
+            same, mx = int((diff == 0).sum()), int(diff.max())
+            t = totals[what]
+            t[0], t[1], t[2] = t[0] + same, t[1] + diff.numel(), max(t[2], mx)
+            row[what] = {"identical": same / diff.numel(), "max_diff": mx}
+        result["per_image"][stem] = row
+    for what, (same, count, mx) in totals.items():
+        result[what] = {"identical": same / max(count, 1), "max_diff": mx, "values": count}
+    return result
 
 
 # --------------------------------------------------------------------------- the official net
@@ -103,7 +133,7 @@ def test_official_net_float_outputs_give_stored_metrics(col, official):
 
 def test_compare_to_reference_on_one_full_image(col, official):
     ds = FusionTriples(col["input"], col["gan"], col["truth"], task="colorization", stems=[251])
-    res = compare_to_reference(official, ds, col["ours"], progress=False)
+    res = compare_to_reference(official, ds, col["ours"])
     for what in ("output", "phi"):
         assert res[what]["values"] == 3 * 256 * 256
         assert res[what]["identical"] > 0.9999 and res[what]["max_diff"] <= 1

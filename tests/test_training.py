@@ -14,9 +14,10 @@ import torch
 from PIL import Image
 
 from genprior import load_generator
-from genprior.training import DatasetError, StyleGAN2Discriminator, TrainingError, load_dataset, train
+from genprior.training import DatasetError, StyleGAN2Discriminator, TrainingConfig, TrainingError, load_dataset, train
 from genprior.training.augment import diff_augment
 from genprior.training.data import load_mnist_idx
+from genprior.training.loop import load_training_checkpoint
 from genprior.errors import GenpriorError
 from genprior.training.metrics import frechet_distance, precision_recall, vgg_features
 
@@ -203,3 +204,142 @@ def test_vgg_fd_same_vs_different(faces):
     assert frechet_distance(fa[:4], fa[4:]) < frechet_distance(fa, fn)
     grey = vgg_features(imgs[:, :1])
     assert grey.shape == (8, 512) and np.isfinite(grey).all()
+
+
+# --------------------------------------------------------------------------- recipes, ADA, resume, bad input
+
+PROJ = dict(TINY, resolution=32, recipe="projected")
+
+
+def test_projected_recipe_resume_is_exact_and_checkpoint_has_no_vgg(faces, tmp_path):
+    with pytest.warns(UserWarning, match="not 32x32"):
+        a = train(faces, tmp_path / "a", kimg=0.02, snapshot_kimg=0.012, **PROJ)
+    assert a["config"]["lr"] == 0.0002 and a["config"]["r1_gamma"] == 0.0
+    state, tensors = load_training_checkpoint(tmp_path / "a")
+    d_keys = [k for k in tensors if k.startswith("D.")]
+    assert d_keys and not any(".vgg." in k for k in d_keys)  # the frozen trunk comes from its own file
+    assert tensors["D.mix0"].shape == (64, 128, 1, 1) and any(".running_mean" in k for k in d_keys)
+    assert all(k.startswith(("D.heads.", "D.mix")) for k in d_keys)
+    with pytest.warns(UserWarning, match="not 32x32"):
+        train(faces, tmp_path / "b", kimg=0.012, snapshot_kimg=0.012, **PROJ)
+    with pytest.warns(UserWarning, match="not 32x32"):
+        b = train(faces, tmp_path / "b", kimg=0.02, snapshot_kimg=0.012, **PROJ)
+    assert b["history"] == a["history"][3:]
+    _, sd_a = _state(tmp_path / "a" / "network-latest.safetensors")
+    _, sd_b = _state(tmp_path / "b" / "network-latest.safetensors")
+    assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+
+
+@pytest.mark.filterwarnings("ignore:.*not 16x16")
+def test_ada_probability_moves_and_resumes_exactly(faces, tmp_path):
+    ada = dict(TINY, augment="ada", ada_kimg=0.05, ada_target=0.0)  # target 0: any positive D(real) raises p
+    a = train(faces, tmp_path / "a", kimg=0.064, snapshot_kimg=0.032, **ada)  # 16 steps, p adjusted every 4
+    _, tensors = load_training_checkpoint(tmp_path / "a")
+    assert a["config"]["adaptive"] and float(tensors["ada.p"]) != 0.0
+    train(faces, tmp_path / "b", kimg=0.032, snapshot_kimg=0.032, **ada)
+    b = train(faces, tmp_path / "b", kimg=0.064, snapshot_kimg=0.032, **ada)
+    assert b["history"] == a["history"][8:]
+    assert torch.equal(load_training_checkpoint(tmp_path / "b")[1]["ada.p"], tensors["ada.p"])
+
+
+def test_adaptive_augment_probability():
+    from genprior.training.augment import ADA_INTERVAL, AdaptiveAugment
+
+    x = torch.rand(6, 3, 8, 8) * 2 - 1
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(diff_augment(x, generator=gen, p=0.0), x)  # p 0: every op skipped
+    assert not torch.equal(diff_augment(x, generator=gen, p=1.0), x)
+    aug = AdaptiveAugment("color", adaptive=True, target=0.6, ada_kimg=1.0)
+    for step in range(1, ADA_INTERVAL + 1):
+        aug.observe(torch.tensor(1.0), step, batch=10)  # D(real) > 0 everywhere: over-confident
+    assert float(aug.p) == pytest.approx(10 * ADA_INTERVAL / 1000)
+    for step in range(ADA_INTERVAL + 1, 3 * ADA_INTERVAL + 1):
+        aug.observe(torch.tensor(-1.0), step, batch=10)
+    assert float(aug.p) == 0.0  # clipped at 0
+
+
+@pytest.mark.filterwarnings("ignore:.*not 16x16")
+def test_nan_losses_stop_with_the_last_good_snapshot_kept(faces, tmp_path, monkeypatch):
+    from genprior.training import loss as loss_module
+
+    train(faces, tmp_path, kimg=0.012, snapshot_kimg=0.012, **TINY)  # a good snapshot at step 3
+    calls = {"n": 0}
+    original = loss_module.StyleGAN2Loss.g_term
+
+    def poisoned(self, logits):  # the 2nd G step of the resumed call (step 5) turns NaN
+        calls["n"] += 1
+        out = original(self, logits)
+        return out * float("nan") if calls["n"] >= 2 else out
+
+    monkeypatch.setattr(loss_module.StyleGAN2Loss, "g_term", poisoned)
+    with pytest.raises(TrainingError, match=r"non-finite losses at step 5 .*checkpoint-00000004.safetensors "
+                                            r"\(step 4\), is kept"):
+        train(faces, tmp_path, kimg=1, snapshot_kimg=0.004, **TINY)  # would snapshot after every step
+    state = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert state["step"] == 4  # step 4 was still good and saved; nothing after it
+    assert not (tmp_path / "network-00000005.safetensors").exists()
+    G, _ = _state(tmp_path / "network-latest.safetensors")
+    assert all(torch.isfinite(p).all() for p in G.parameters())
+
+
+def test_train_on_an_empty_folder_creates_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no images found"):
+        train(tmp_path / "empty", tmp_path / "run", resolution=16, kimg=1, progress=False)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(TrainingError, match="projected recipe needs resolution >= 32"):
+        train(tmp_path / "empty", tmp_path / "run", resolution=16, kimg=1, recipe="projected")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(batch=0), "batch must be an integer > 0, not 0"),
+    (dict(batch=8, batch_gpu=3), r"batch \(8\) must be a multiple of batch_gpu \(3\)"),
+    (dict(recipe="bigan"), "unknown recipe 'bigan'; known: stylegan2, projected"),
+    (dict(augment="colour"), "unknown DiffAugment policy 'colour'"),
+    (dict(lr=float("nan")), "lr must be a number > 0, not nan"),
+    (dict(device="tpu"), "device must be auto, cpu, cuda, cuda:N or mps, not 'tpu'"),
+    (dict(ada_target=1.5), r"ada_target must be in \[0, 1\]"),
+    (dict(recipe="projected", resolution=64, r1_gamma=1.0), "uses no R1 penalty"),
+])
+def test_config_refuses_bad_settings(kw, message):
+    with pytest.raises(TrainingError, match=message):
+        TrainingConfig(**{"resolution": 16, "kimg": 1, **kw})
+
+
+@pytest.mark.filterwarnings("ignore:.*not 16x16", "ignore:.*not 32x32")
+def test_resume_may_change_the_learning_rate_with_a_note(faces, tmp_path):
+    train(faces, tmp_path, kimg=0.008, snapshot_kimg=1, **TINY)
+    lines = []
+    out = train(faces, tmp_path, kimg=0.016, snapshot_kimg=1, lr=0.001, **{**TINY, "progress": True},
+                log=lines.append)
+    assert any("note: lr is 0.001 from here on (the run used 0.0025)" in m for m in lines)
+    assert out["config"]["lr"] == 0.001
+    state = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert state["opt_G_groups"][0]["lr"] == 0.001
+    assert state["opt_D_groups"][0]["lr"] == pytest.approx(0.001 * 16 / 17)
+    with pytest.raises(TrainingError, match="recipe: 'stylegan2' in the run"):
+        train(faces, tmp_path, kimg=0.02, **{**TINY, "resolution": 32, "recipe": "projected"})
+
+
+@pytest.mark.filterwarnings("ignore:.*not 16x16")
+def test_fp16_blocks_and_channels_last_run_on_a_cpu(faces, tmp_path):
+    out = train(faces, tmp_path, kimg=0.008, snapshot_kimg=1, num_fp16_res=2, channels_last=True, batch_gpu=2,
+                **TINY)
+    assert out["config"]["num_fp16_res"] == 2 and out["config"]["conv_clamp"] == 256
+    G = load_generator(tmp_path / "network-latest.safetensors", device="cpu")
+    kw = G.config["kwargs"]["synthesis_kwargs"]
+    assert kw["num_fp16_res"] == 2 and kw["conv_clamp"] == 256  # in float32 here, in float16 on CUDA
+    assert G.synthesis.b16.use_fp16 and G.synthesis.b8.use_fp16 and not G.synthesis.b4.use_fp16
+
+
+def test_auto_batch_arithmetic():
+    from genprior.training.hardware import AUTO_BATCH_MAX, choose_batch, measure_batch
+
+    gib = 2**30
+    assert choose_batch(10 * gib, 0, 0.1 * gib) == 80  # 0.8 * 10 GiB / 0.1 GiB
+    assert choose_batch(10 * gib, 0, 0.13 * gib) == 56  # rounded down to a multiple of 8
+    assert choose_batch(140 * gib, 0, 0.01 * gib) == AUTO_BATCH_MAX  # capped
+    assert choose_batch(140 * gib, 0, 0.01 * gib, world_size=4) == AUTO_BATCH_MAX // 4
+    assert choose_batch(gib, 0, gib) == 8  # never below one multiple
+    assert measure_batch(torch.device("cpu"), lambda n: pytest.fail("no trial on a CPU")) == 16

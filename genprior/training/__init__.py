@@ -1,8 +1,9 @@
-"""StyleGAN2 training that works on a CPU: data loading, discriminator, training loop, quality metric."""
+"""GAN training that works on a CPU, a GPU or several: data, networks, losses, the loop, run state, metrics."""
 
+from .config import TrainingConfig, TrainingError
 from .data import DatasetError, load_dataset, load_image_folder, load_mnist_idx, split_holdout
 from .discriminator import StyleGAN2Discriminator
-from .loop import TrainingError, train
+from .loop import train
 
-__all__ = ["train", "TrainingError", "StyleGAN2Discriminator", "DatasetError", "load_dataset",
+__all__ = ["train", "TrainingConfig", "TrainingError", "StyleGAN2Discriminator", "DatasetError", "load_dataset",
            "load_image_folder", "load_mnist_idx", "split_holdout"]

@@ -1,4 +1,5 @@
-"""``python -m genprior.training DATA OUT_DIR ...``: the same as ``genprior train`` (kept for running jobs)."""
+"""``python -m genprior.training DATA OUT_DIR ...``: the same as ``genprior train``; also the entry point for
+several processes, ``torchrun --nproc_per_node N -m genprior.training DATA OUT_DIR ...``."""
 
 from ..cli import train
 

@@ -221,3 +221,27 @@ def split_holdout(images: torch.Tensor, holdout: int) -> tuple[torch.Tensor, tor
     if holdout < 0 or holdout >= images.shape[0]:
         raise DatasetError(f"cannot hold out {holdout} of {images.shape[0]} images")
     return images[: images.shape[0] - holdout], images[images.shape[0] - holdout:]
+
+
+def load_training_images(data: str | os.PathLike | torch.Tensor, *, resolution: int, channels: int | None,
+                         holdout: int = 0, log: Callable[[str], None] | None = _log_default) -> tuple[torch.Tensor, str]:
+    """(uint8 training images (N, C, R, R) with the last ``holdout`` held out, a description of the source).
+
+    ``data`` is anything `load_dataset` reads, or a uint8 tensor (N, C, R, R) checked against the settings.
+    """
+    if isinstance(data, torch.Tensor):
+        images, desc = data, f"<tensor {tuple(data.shape)}>"
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise DatasetError(f"a data tensor must be uint8 (N, C, R, R), got {images.dtype} {tuple(images.shape)}")
+        if channels is not None and images.shape[1] != channels:
+            raise DatasetError(f"the data tensor has {images.shape[1]} channels, not {channels}")
+        if tuple(images.shape[2:]) != (resolution, resolution):
+            raise DatasetError(f"the data tensor is {tuple(images.shape[2:])}, not {resolution}x{resolution}")
+    else:
+        desc = str(Path(data).resolve())
+        images = load_dataset(data, resolution=resolution, channels=channels, log=log)
+    if holdout:
+        images, _ = split_holdout(images, holdout)
+    if images.shape[0] < 1:
+        raise DatasetError(f"{desc}: no training images")
+    return images, desc

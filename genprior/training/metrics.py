@@ -75,20 +75,22 @@ def _to_vgg_input(images: torch.Tensor) -> torch.Tensor:
     return x
 
 
-_CACHE: dict[str, VGGFeatures] = {}
+_CACHE: dict[tuple[str, str], VGGFeatures] = {}
 
 
-def _model(layer: str) -> VGGFeatures:
-    if layer not in _CACHE:
-        _CACHE[layer] = VGGFeatures(layer)
-    return _CACHE[layer]
+def _model(layer: str, device: torch.device) -> VGGFeatures:
+    key = (layer, str(device))
+    if key not in _CACHE:
+        _CACHE[key] = VGGFeatures(layer).to(device)
+    return _CACHE[key]
 
 
 @torch.no_grad()
-def vgg_features(images: torch.Tensor, *, layer: str = "relu5_3", batch: int = 50) -> np.ndarray:
-    """(N, D) float64 features of uint8 / [0, 1] images (N, C, H, W)."""
-    model = _model(layer)
-    out = [model(images[i:i + batch].cpu()).double().numpy() for i in range(0, images.shape[0], batch)]
+def vgg_features(images: torch.Tensor, *, layer: str = "relu5_3", batch: int = 50,
+                 device: str | torch.device = "cpu") -> np.ndarray:
+    """(N, D) float64 features of uint8 / [0, 1] images (N, C, H, W), computed on ``device``."""
+    model = _model(layer, torch.device(device))
+    out = [model(images[i:i + batch].to(device)).double().cpu().numpy() for i in range(0, images.shape[0], batch)]
     return np.concatenate(out) if out else np.zeros((0, model.dim))
 
 
@@ -244,12 +246,13 @@ def cached_fid_inception() -> "FIDInception | None":
 
 def evaluate_generator(G: torch.nn.Module, real_images: torch.Tensor, n: int | None = None, *, seed: int = 123,
                        truncation_psi: float = 1.0, k: int = 3, layer: str = "relu5_3",
-                       inception: "FIDInception | None" = None) -> dict:
+                       inception: "FIDInception | None" = None, device: str | torch.device = "cpu") -> dict:
     """FD-VGG and k-NN precision / recall of ``n`` samples of ``G`` against uint8 ``real_images`` (N, C, H, W);
     also FID when an ``inception`` network (`cached_fid_inception`) is given, else ``fid`` is None.
 
     ``n`` defaults to the number of real images (and may not exceed it: both sets get the same size, so the
-    biased FD estimate is comparable between runs). Samples use seeds ``seed .. seed + n - 1``.
+    biased FD estimate is comparable between runs). Samples use seeds ``seed .. seed + n - 1``; VGG16
+    features are computed on ``device``.
     """
     n = real_images.shape[0] if n is None else n
     if not 2 <= n <= real_images.shape[0]:
@@ -259,7 +262,8 @@ def evaluate_generator(G: torch.nn.Module, real_images: torch.Tensor, n: int | N
                             f"{(G.channels, G.resolution, G.resolution)}")
     real_images = real_images[:n]
     fake_images = generate_images(G, n, seed=seed, truncation_psi=truncation_psi)
-    scores = _scores(vgg_features(real_images, layer=layer), vgg_features(fake_images, layer=layer), k)
+    scores = _scores(vgg_features(real_images, layer=layer, device=device),
+                     vgg_features(fake_images, layer=layer, device=device), k)
     fid = None
     if inception is not None:
         from .inception import inception_features
