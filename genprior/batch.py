@@ -104,6 +104,8 @@ def run_batch(job: BatchJob, inputs: Sequence[str | Path], out: str | Path, *, e
             runner = (LocalEngine(job, workers, threads=threads) if engine == "local" else
                       RayEngine(job, workers, address=address, gpus=gpus_per_worker))
             startup, started = time.monotonic() - t0, True
+            for text in runner.setup_warnings:
+                notice(f"warning: {text}")
             try:
                 bar = progress(_schedule(runner, inputs, todo, max_crashes), total=len(todo),
                                desc=f"batch ({engine})", unit="inputs", enabled=show_progress)

@@ -57,22 +57,25 @@ def execute(job: Any, input_path: str) -> Outcome:
     return record, files
 
 
-def _setup(job: Any, threads: int) -> str | None:
-    """Limit torch's threads and run ``job.setup()``; returns the failure as text (None when it worked)."""
-    try:
-        import torch
+def _setup(job: Any, threads: int) -> tuple[str | None, list[str]]:
+    """Limit torch's threads and run ``job.setup()``: (the failure as text or None, the warnings it gave)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            import torch
 
-        torch.set_num_threads(threads)
-        job.setup()
-    except Exception as exc:  # noqa: BLE001
-        return f"{exc}" if isinstance(exc, GenpriorError) else f"{type(exc).__name__}: {exc}"
-    return None
+            torch.set_num_threads(threads)
+            job.setup()
+        except Exception as exc:  # noqa: BLE001
+            failure = f"{exc}" if isinstance(exc, GenpriorError) else f"{type(exc).__name__}: {exc}"
+            return failure, []
+    return None, list(dict.fromkeys(str(w.message) for w in caught))
 
 
 def _local_worker(conn: Any, job: Any, threads: int) -> None:
     """A spawned worker: setup once, then (key, path) in -> (key, outcome) out until None or the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle; it stops the workers
-    conn.send(("ready", _setup(job, threads)))
+    conn.send(_setup(job, threads))
     while True:
         try:
             msg = conn.recv()
@@ -99,6 +102,7 @@ class LocalEngine:
         self._ctx = mp.get_context("spawn")
         self._workers: list[tuple[Any, Any]] = []  # (process, connection)
         self._busy: dict[int, int] = {}  # worker index -> key
+        self.setup_warnings: list[str] = []  # what the workers' setup() warned, each once
         try:
             for _ in range(workers):
                 self._workers.append(self._spawn())
@@ -118,11 +122,12 @@ class LocalEngine:
     def _wait_ready(self, i: int) -> None:
         proc, conn = self._workers[i]
         try:
-            tag, failure = conn.recv()
+            failure, caught = conn.recv()
         except (EOFError, OSError):
             raise _setup_failed(f"worker process exited with code {proc.join(5) or proc.exitcode}") from None
         if failure is not None:
             raise _setup_failed(failure)
+        self.setup_warnings.extend(w for w in caught if w not in self.setup_warnings)
 
     def submit(self, key: int, input_path: str) -> None:
         i = next(i for i in range(len(self._workers)) if i not in self._busy)
@@ -174,10 +179,10 @@ class _RayWorker:
     """One Ray actor: setup once, then `execute` per input."""
 
     def __init__(self, job: Any, threads: int) -> None:
-        self.job, self.failure = job, _setup(job, threads)
+        self.job, self.setup = job, _setup(job, threads)
 
-    def ready(self) -> str | None:
-        return self.failure
+    def ready(self) -> tuple[str | None, list[str]]:
+        return self.setup
 
     def run(self, input_path: str) -> Outcome:
         return execute(self.job, input_path)
@@ -206,23 +211,27 @@ class RayEngine:
         self._actor = ray.remote(num_cpus=1, num_gpus=gpus)(_RayWorker)
         self._free: list[Any] = []
         self._busy: dict[Any, tuple[int, Any]] = {}  # object ref -> (key, actor)
+        self.setup_warnings: list[str] = []
         try:
             actors = [self._actor.remote(job, threads) for _ in range(workers)]
-            for failure in self._ready(actors):
-                if failure is not None:
-                    raise _setup_failed(failure)
+            self._ready(actors)
             self._free = actors
         except BaseException:
             self.close(kill=True)
             raise
 
-    def _ready(self, actors: list[Any]) -> list[str | None]:
-        """Wait for the actors' setup; a Ray error (e.g. the job's module missing on a node) becomes one line."""
+    def _ready(self, actors: list[Any]) -> None:
+        """Wait for the actors' setup; its failure, or a Ray error (e.g. the job's module missing on a node),
+        becomes one line."""
         try:
-            return self._ray.get([a.ready.remote() for a in actors])
+            results = self._ray.get([a.ready.remote() for a in actors])
         except self._ray.exceptions.RayError as exc:
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
             raise _setup_failed(f"{type(exc).__name__}: {lines[-1] if lines else exc}") from None
+        for failure, caught in results:
+            if failure is not None:
+                raise _setup_failed(failure)
+            self.setup_warnings.extend(w for w in caught if w not in self.setup_warnings)
 
     def submit(self, key: int, input_path: str) -> None:
         actor = self._free.pop()
@@ -236,9 +245,7 @@ class RayEngine:
         except self._ray.exceptions.RayActorError:
             self._ray.kill(actor)
             replacement = self._actor.remote(self.job, self.threads)
-            (failure,) = self._ready([replacement])
-            if failure is not None:
-                raise _setup_failed(failure) from None
+            self._ready([replacement])
             self._free.append(replacement)
             return key, None
         self._free.append(actor)
