@@ -228,3 +228,11 @@ def test_slices_and_stacking_are_inverse(axis):
     np.testing.assert_array_equal(from_slices(slices, axis), vol)
     with pytest.raises(GenpriorError, match="from_slices needs"):
         from_slices([slices[0], torch.zeros(1, 1, 2, 2)], axis)
+
+
+def test_is_volume_tells_scans_from_pictures(tmp_path, stored, nifti_int16):
+    ct_series(tmp_path / "ser", stored)
+    (tmp_path / "pic.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    assert medical.is_volume(nifti_int16[0]) and medical.is_volume(tmp_path / "ser")
+    assert medical.is_volume(tmp_path / "ser" / "a.dcm")
+    assert not medical.is_volume(tmp_path / "pic.png") and not medical.is_volume(tmp_path / "nothing")

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import GenpriorError
-from .atomic import atomic_path
+from .atomic import atomic_path, umask
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _EXTRA = "pip install 'genprior[medical]'"
@@ -199,6 +199,7 @@ def write_dir_atomically(target: Path, write: Any, *, overwrite: bool) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         write(tmp)
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp made it 0700
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
