@@ -115,11 +115,12 @@ def run_batch(job: BatchJob, inputs: Sequence[str | Path], out: str | Path, *, e
                         bar.set_postfix(failed=counts["failed"])
                     if (counts["ok"] + counts["failed"]) % summary_every == 0:
                         store.write_summary(rows)
-            except KeyboardInterrupt:
+            except BaseException as exc:  # Ctrl-C, or the disk / cluster failed: stop the workers first
                 runner.close(kill=True)
                 store.remove_partials()
-                notice(f"interrupted: {counts['ok']} restored in this run, "
-                       f"{sum(r['status'] == 'pending' for r in rows)} left; run the same command again to resume")
+                if isinstance(exc, KeyboardInterrupt):
+                    notice(f"interrupted: {counts['ok']} restored in this run, "
+                           f"{sum(r['status'] == 'pending' for r in rows)} left; run the same command again to resume")
                 raise
             runner.close()
     finally:

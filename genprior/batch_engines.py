@@ -207,7 +207,10 @@ class RayEngine:
         if self._started:  # a Ray on this machine sees this process's imports, as spawned local workers do
             kw: dict[str, Any] = {} if address else {
                 "num_cpus": workers, "runtime_env": {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, sys.path))}}}
-            ray.init(address=address, include_dashboard=False, logging_level="warning", log_to_driver=False, **kw)
+            try:
+                ray.init(address=address, include_dashboard=False, logging_level="warning", log_to_driver=False, **kw)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise GenpriorError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from None
         self._actor = ray.remote(num_cpus=1, num_gpus=gpus)(_RayWorker)
         self._free: list[Any] = []
         self._busy: dict[Any, tuple[int, Any]] = {}  # object ref -> (key, actor)
@@ -227,7 +230,9 @@ class RayEngine:
             results = self._ray.get([a.ready.remote() for a in actors])
         except self._ray.exceptions.RayError as exc:
             lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-            raise _setup_failed(f"{type(exc).__name__}: {lines[-1] if lines else exc}") from None
+            hint = ("; is genprior, and the job's module, installed on every node?"
+                    if "ModuleNotFoundError" in str(exc) else "")
+            raise _setup_failed(f"{type(exc).__name__}: {lines[-1] if lines else exc}{hint}") from None
         for failure, caught in results:
             if failure is not None:
                 raise _setup_failed(failure)
