@@ -26,7 +26,7 @@ import torch
 
 import genprior
 from genprior.io.images import read_image, save_image
-from genprior.methods import BIGPrior, MGANPrior
+from genprior.methods import FusionNet, MGANPrior
 from genprior.methods.bigprior_train import FusionTriples, test_fusion, train_fusion
 from genprior.metrics import psnr, ssim
 from genprior.paths import shared_dir
@@ -41,7 +41,7 @@ def colorization(shared: Path, work: Path, args) -> dict:
     test = FusionTriples(*folders, task="colorization", stems=range(250, 300))
     train = FusionTriples(*folders, task="colorization", stems=range(0, 250), crop=args.crop, augment=True)
     rows = {}
-    official = test_fusion(BIGPrior.load(d / "bigprior-nets" / "col_bedroom_1" / "net_24.pth"), test, work / "official",
+    official = test_fusion(FusionNet.load(d / "bigprior-nets" / "col_bedroom_1" / "net_24.pth"), test, work / "official",
                            progress=False)["mean"]
     rows["GAN estimate alone (mGANprior)"] = {"auc": official["auc_gan"], "psnr": official["psnr_gan"],
                                               "ssim": official["ssim_gan"]}
@@ -51,7 +51,7 @@ def colorization(shared: Path, work: Path, args) -> dict:
         t = time.perf_counter()
         run = train_fusion(train, work / "runs", net=net, task="colorization", name=f"col_{net}", epochs=epochs,
                            seed=0, progress=False)
-        m = test_fusion(BIGPrior.load(run), test, work / net, progress=False)["mean"]
+        m = test_fusion(FusionNet.load(run), test, work / net, progress=False)["mean"]
         rows[f"{label} ({epochs} epochs, {args.crop}px crops)"] = {**m, "train_seconds": time.perf_counter() - t}
         print(label, m, flush=True)
     return rows
@@ -108,7 +108,7 @@ def end_to_end(shared: Path, work: Path, args, prior: str) -> dict:
                            epochs=args.epochs, batch=8, seed=0, progress=False,
                            net_options={"use_mask": task == "inpaint"})
         t = time.perf_counter()
-        m = test_fusion(BIGPrior.load(run), test_set, work / task / "fused", progress=False)["mean"]
+        m = test_fusion(FusionNet.load(run), test_set, work / task / "fused", progress=False)["mean"]
         fusion_sec = (time.perf_counter() - t) / len(test_files)
         truth = torch.cat([read_image(work / task / "test" / "gt" / f"{f.stem}.png") for f in test_files])
         y = torch.cat([read_image(work / task / "test" / "obs" / f"{f.stem}.png") for f in test_files])
@@ -171,7 +171,7 @@ def main() -> None:
              "the run it comes from.", "",
              "## Colorization, LSUN bedroom test images 250..299 (stored official inputs and mGANprior estimates)", "",
              f"Run: `{report['commands']['colorization']}`.", "",
-             "Paper: AuC 88.52 (GAN alone), 89.27 (BIGPrior). PSNR/SSIM on outputs clamped to [0, 1].", "",
+             "Paper: AuC 88.52 (GAN alone), 89.27 (FusionNet). PSNR/SSIM on outputs clamped to [0, 1].", "",
              "| method | AuC | PSNR | SSIM | mean φ |", "|---|---|---|---|---|"]
     for name, m in report["colorization_bedroom"].items():
         phi = f"{m['mean_phi']:.3f}" if "mean_phi" in m else "–"

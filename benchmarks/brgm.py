@@ -1,14 +1,20 @@
-"""BRGM benchmark: quality of MAP and VI against the pseudo-inverse, VI calibration, and speed.
+"""BRGM benchmark on real held-out images and on images the generator made, against the strongest simple baselines.
 
-Run: ``python benchmarks/brgm.py [--images 4] [--map-steps 200] [--vi-steps 100] [--generators a,b]``
-(writes benchmarks/results/brgm.{json,md}). With ``--generators`` naming a subset, the rows of the other
-generators are kept from the previous report (each row records the command that made it).
+Run: ``python benchmarks/brgm.py [--images 24] [--generated 8] [--domains faces,brains]
+[--tasks sr4,sr8,inpaint,denoise] [--variants ...] [--kernels] [--threads 1]``
+(writes ``benchmarks/results/brgm.{json,md}`` and one montage per domain and task,
+``benchmarks/results/brgm-<domain>-<task>.png``). Rows are appended to ``benchmarks/results/brgm-rows.jsonl`` as
+they finish; a rerun skips the cases already there (``--fresh`` starts over), so an interrupted run resumes.
 
-Cases: super-resolution x4 and x8 (box) and centre in-painting, on images the generator made (truth known,
-the true latent exists) and on held-out real images, for the DCGAN face prior (real: faces-utk64, last 1,000
-files), genprior's shipped StyleGAN2 face model (real: the same held-out faces, never seen in training) and
-brain model (real: brain-mri64/test, never seen in training);
-StyleGAN2 also runs MAP with its noise maps optimised.
+Domains: ``faces`` (genprior-faces64; real: the last 1,000 files of faces-utk64, held out of its training) and
+``brains`` (genprior-brain64; real: brain-mri64/test, never trained on). Tasks: super-resolution x4 and x8 (box
+kernel), centre in-painting (40 % of the side; PSNR over the hole too), denoising (σ 0.1); every observation
+but denoising's carries noise of σ 0.01. Baselines: the pseudo-inverse, bicubic (SR), mean fill (in-painting),
+and the best of scikit-image's denoisers at the known σ (each denoiser's parameter chosen on the test images
+themselves, which favours the baseline). Variants of the methods: MAP plain (latent only), MAP + range
+extension, MAP + extension + data consistency (the default), and the variational posterior's mean (default).
+``--kernels``: a second table, low-resolution inputs made with box, antialiased bicubic, bilinear and Gaussian
+kernels, restored with ``kernel="auto"`` and with the true kernel.
 """
 
 from __future__ import annotations
@@ -21,175 +27,279 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 import genprior
-from genprior.io.images import read_image
+from genprior.io.images import image_grid, read_image, save_image
 from genprior.losses import PerceptualDistance
 from genprior.methods import BRGM, VariationalBRGM
-from genprior.metrics import interval_coverage, psnr, ssim
+from genprior.metrics import psnr, ssim
 from genprior.paths import shared_dir
-from genprior.physics import Inpainting, SuperResolution, center_mask
+from genprior.physics import Denoising, Inpainting, SuperResolution, center_mask
 
 OUT = Path(__file__).parent / "results"
+ROWS = OUT / "brgm-rows.jsonl"
+DOMAINS = {"faces": "genprior-faces64", "brains": "genprior-brain64"}
+VARIANTS = {  # name -> (method class, settings)
+    "map_plain": (BRGM, {"extension": "none", "consistency": "none"}),
+    "map_extended": (BRGM, {"consistency": "none"}),
+    "map": (BRGM, {}),
+    "vi": (VariationalBRGM, {}),
+}
 
 
-def real_faces(shared: Path, n: int) -> torch.Tensor:
-    files = sorted(os.listdir(shared / "data" / "faces-utk64"))[-1000:][:: max(1, 1000 // n)][:n]
-    return torch.cat([read_image(shared / "data" / "faces-utk64" / f, channels=3) for f in files])
+def real_images(shared: Path, domain: str, n: int) -> torch.Tensor:
+    if domain == "faces":
+        folder = shared / "data" / "faces-utk64"
+        files = sorted(os.listdir(folder))[-1000:]
+        channels = 3
+    else:
+        folder = shared / "data" / "brain-mri64" / "test"
+        files = sorted(os.listdir(folder))
+        channels = 1
+    picked = files[:: max(1, len(files) // n)][:n]
+    return torch.cat([read_image(folder / f, channels=channels) for f in picked])
 
 
-def real_brains(shared: Path, n: int) -> torch.Tensor:
-    folder = shared / "data" / "brain-mri64" / "test"
-    files = sorted(os.listdir(folder))
-    return torch.cat([read_image(folder / f, channels=1) for f in files[:: max(1, len(files) // n)][:n]])
-
-
-def generated(G, n: int, seed: int = 1000) -> torch.Tensor:
-    """Images the generator made from seeded z, with random noise maps (so noise is unknown to the methods)."""
+def generated_images(G, n: int, seed: int = 1000) -> torch.Tensor:
+    """Images the generator made (random noise maps, so the methods do not know them)."""
     with torch.no_grad():
         return G.render(G.latent_from_z(G.make_z(range(seed, seed + n))), noise_mode="random")
 
 
-def overhead(G, method: BRGM, y, physics, batch: int, repeats: int = 3) -> dict:
-    """Seconds per optimisation step vs a bare G forward+backward at the same batch."""
-    latent = method.initial_latent(y, physics, None) if method.cfg.space != "z" else torch.randn(batch, G.z_dim)
-    latent = latent.clone().requires_grad_(True)
-    feats = method.perceptual.features(y)
+def task_physics(task: str, kernel: str = "box"):
+    return {"sr4": lambda: SuperResolution(4, kernel, sigma=0.01), "sr8": lambda: SuperResolution(8, kernel, sigma=0.01),
+            "inpaint": lambda: Inpainting(center_mask(64, 0.4), sigma=0.01), "denoise": lambda: Denoising(0.1)}[task]()
 
-    def bare():
-        G.render(latent, clamp=False).square().mean().backward()
 
-    def step():
-        e, _ = method.energy(latent, y, physics, feats)
-        e.sum().backward()
+def skimage_denoisers(y: torch.Tensor, sigma: float, truth: torch.Tensor) -> tuple[str, torch.Tensor]:
+    """The best (on PSNR) of scikit-image's TV, bilateral, wavelet and NL-means denoisers, each at its best
+    parameter from a small grid; -> (name with parameter, images)."""
+    from skimage.restoration import denoise_bilateral, denoise_nl_means, denoise_tv_chambolle, denoise_wavelet
 
-    out = {}
-    for name, fn in (("bare_forward_backward_s", bare), ("brgm_step_s", step)):
-        fn()
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        out[name] = sorted(times)[len(times) // 2]
-    out["overhead_ratio"] = out["brgm_step_s"] / out["bare_forward_backward_s"]
+    arr = y.clamp(0, 1).permute(0, 2, 3, 1).numpy().astype(np.float64)
+    axis = -1
+    grids = {
+        "tv": [(w, lambda a, w=w: denoise_tv_chambolle(a, weight=w, channel_axis=axis)) for w in (0.05, 0.08, 0.12)],
+        "bilateral": [(s, lambda a, s=s: denoise_bilateral(a, sigma_color=s, sigma_spatial=1.5, channel_axis=axis))
+                      for s in (0.1, 0.2, 0.3)],
+        "wavelet": [(m, lambda a, m=m: denoise_wavelet(a, sigma=sigma, method=m, mode="soft", channel_axis=axis,
+                                                       rescale_sigma=True)) for m in ("BayesShrink", "VisuShrink")],
+        "nl_means": [(h, lambda a, h=h: denoise_nl_means(a, h=h * sigma, sigma=sigma, patch_size=5, patch_distance=6,
+                                                         fast_mode=True, channel_axis=axis)) for h in (0.6, 0.8, 1.0)],
+    }
+    best = (-1e9, "", None)
+    for name, grid in grids.items():
+        for param, fn in grid:
+            out = torch.from_numpy(np.stack([fn(a) for a in arr])).float().permute(0, 3, 1, 2).clamp(0, 1)
+            score = float(psnr(out, truth).mean())
+            if score > best[0]:
+                best = (score, f"{name} ({param})", out)
+    return best[1], best[2]
+
+
+def baselines(task: str, y: torch.Tensor, physics, truth: torch.Tensor) -> dict[str, tuple[str, torch.Tensor]]:
+    out = {"pseudo_inverse": ("pseudo-inverse", physics.A_dagger(y).clamp(0, 1))}
+    if task in ("sr4", "sr8"):
+        f = physics.factor
+        out["baseline"] = ("bicubic", F.interpolate(y, scale_factor=f, mode="bicubic", align_corners=False).clamp(0, 1))
+    elif task == "inpaint":
+        out["baseline"] = ("mean fill", out["pseudo_inverse"][1])
+    else:
+        out["baseline"] = skimage_denoisers(y, physics.sigma, truth)
     return out
 
 
-def evaluate(truth, restored, perceptual) -> dict:
-    return {"psnr": float(psnr(restored, truth).mean()), "ssim": float(ssim(restored, truth).mean()),
-            "perceptual": float(perceptual(restored, truth).mean())}
+def scores(x: torch.Tensor, truth: torch.Tensor, perceptual, hole: torch.Tensor | None) -> dict:
+    """Per-image PSNR, SSIM, perceptual (VGG16, summed over layers as LPIPS), hole PSNR -> mean and s.e."""
+    x = x.clamp(0, 1)
+    per = {"psnr": psnr(x, truth).float(), "ssim": ssim(x, truth).float()}
+    with torch.no_grad():
+        per["perceptual"] = perceptual(x, truth).float()
+    if hole is not None:
+        m = hole.expand_as(x)
+        mse = ((x - truth) ** 2 * m).flatten(1).sum(1) / m.flatten(1).sum(1)
+        per["psnr_hole"] = (-10 * torch.log10(mse)).float()
+    n = x.shape[0]
+    return {k: {"mean": float(v.mean()), "se": float(v.std() / n ** 0.5) if n > 1 else 0.0} for k, v in per.items()}
+
+
+def coverage(samples: torch.Tensor, truth: torch.Tensor, level: float = 0.9) -> float:
+    lo = torch.quantile(samples, (1 - level) / 2, dim=1)
+    hi = torch.quantile(samples, 1 - (1 - level) / 2, dim=1)
+    return float(((truth >= lo) & (truth <= hi)).float().mean())
+
+
+def done_keys(fresh: bool) -> set[tuple]:
+    if fresh or not ROWS.exists():
+        return set()
+    keys = set()
+    for line in ROWS.read_text().splitlines():
+        r = json.loads(line)
+        keys.add((r["table"], r["domain"], r["task"], r["images"], r.get("kernel", ""), r["variant"]))
+    return keys
+
+
+def append(row: dict) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open(ROWS, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps({k: row[k] for k in ("table", "domain", "task", "images", "variant")}),
+          {k: round(v["mean"], 3) for k, v in row["scores"].items()}, f"{row['seconds_per_image']:.1f} s/img",
+          flush=True)
+
+
+def montage(rows: list[torch.Tensor], path: Path) -> None:
+    """Columns = rows of the list (truth, observation, baseline, methods...), first 6 images, 2x enlarged."""
+    k = min(6, rows[0].shape[0])
+    cells = [F.interpolate(r[:k].expand(-1, 3, -1, -1) if r.shape[1] == 1 else r[:k], size=(128, 128),
+                           mode="nearest") for r in rows]
+    save_image(image_grid(torch.stack(cells, 1).flatten(0, 1).clamp(0, 1), cols=len(rows)), path, overwrite=True)
+
+
+def run_quality(args, shared: Path, perceptual, done: set) -> None:
+    for domain in args.domains:
+        G = genprior.load_generator(DOMAINS[domain], "cpu")
+        sources = {"real": real_images(shared, domain, args.images)}
+        if args.generated:
+            sources["generated"] = generated_images(G, args.generated)
+        for task in args.tasks:
+            for sname, truth in sources.items():
+                physics = task_physics(task)
+                y = physics(truth, seed=0)
+                hole = (~physics.observed).float() if task == "inpaint" else None
+                base = baselines(task, y, physics, truth)
+                pictures = {"truth": truth, "observation": physics.A_dagger(y).clamp(0, 1),
+                            "baseline": base["baseline"][1]}
+                for key, (label, img) in base.items():
+                    if ("quality", domain, task, sname, "", key) not in done:
+                        append({"table": "quality", "domain": domain, "task": task, "images": sname, "variant": key,
+                                "label": label, "n": truth.shape[0], "scores": scores(img, truth, perceptual, hole),
+                                "seconds_per_image": 0.0})
+                for vname in args.variants:
+                    if ("quality", domain, task, sname, "", vname) in done:
+                        continue
+                    cls, settings = VARIANTS[vname]
+                    method = cls(G, perceptual="vgg", **settings)
+                    t0 = time.perf_counter()
+                    res = method(y, physics, seed=0)
+                    dt = (time.perf_counter() - t0) / truth.shape[0]
+                    pictures[vname] = res.mean
+                    row = {"table": "quality", "domain": domain, "task": task, "images": sname, "variant": vname,
+                           "label": vname, "n": truth.shape[0], "scores": scores(res.mean, truth, perceptual, hole),
+                           "seconds_per_image": dt, "settings": method.settings() if vname != "vi" else
+                           {k: v for k, v in method.settings().items() if k != "map"}}
+                    row["residual_rms"] = float((physics.A(res.mean) - y).square().mean().sqrt())
+                    if res.samples is not None:
+                        row["coverage90"] = coverage(res.samples, truth)
+                    append(row)
+                if sname == "real" and len(pictures) == 3 + len(args.variants):  # all ran now
+                    montage(list(pictures.values()), OUT / f"brgm-{domain}-{task}.png")
+                    (OUT / f"brgm-{domain}-{task}.txt").write_text("columns: " + " | ".join(pictures) + "\n")
+
+
+def run_kernels(args, shared: Path, perceptual, done: set) -> None:
+    G = genprior.load_generator(DOMAINS["faces"], "cpu")
+    truth = real_images(shared, "faces", args.images)
+    for kernel in ("box", "bicubic_aa", "bilinear_aa", "gaussian"):
+        y = SuperResolution(4, kernel, sigma=0.01)(truth, seed=0)
+        for assumed in (kernel, "auto"):
+            key = ("kernels", "faces", "sr4", "real", kernel, f"map-{'auto' if assumed == 'auto' else 'known'}")
+            if key in done:
+                continue
+            physics = SuperResolution(4, assumed, sigma=0.01)
+            t0 = time.perf_counter()
+            res = BRGM(G, perceptual="vgg")(y, physics, seed=0)
+            dt = (time.perf_counter() - t0) / truth.shape[0]
+            append({"table": "kernels", "domain": "faces", "task": "sr4", "images": "real", "kernel": kernel,
+                    "variant": key[-1], "n": truth.shape[0], "scores": scores(res.mean, truth, perceptual, None),
+                    "seconds_per_image": dt, "kernel_weights": physics.kernel_weights()})
+        if ("kernels", "faces", "sr4", "real", kernel, "bicubic") not in done:
+            bic = F.interpolate(y, scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
+            append({"table": "kernels", "domain": "faces", "task": "sr4", "images": "real", "kernel": kernel,
+                    "variant": "bicubic", "n": truth.shape[0], "scores": scores(bic, truth, perceptual, None),
+                    "seconds_per_image": 0.0})
+
+
+def fmt(s: dict, key: str = "psnr", digits: int = 2) -> str:
+    v = s.get(key)
+    return "–" if v is None else f"{v['mean']:.{digits}f} ± {v['se']:.{digits}f}"
+
+
+def write_report(args) -> None:
+    rows = [json.loads(line) for line in ROWS.read_text().splitlines()] if ROWS.exists() else []
+    command = "python benchmarks/brgm.py " + " ".join(sys.argv[1:])
+    report = {"command": command, "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                                              "threads": args.threads}, "rows": rows}
+    (OUT / "brgm.json").write_text(json.dumps(report, indent=1))
+    lines = ["# BRGM benchmark", "",
+             f"Command: `{command}` (torch {torch.__version__}, {args.threads} thread(s); the 2-core machine is shared, "
+             "so seconds are indicative). Mean ± standard error over the images. PSNR in dB; perceptual: VGG16 "
+             "distance summed over layers as LPIPS (lower is better); coverage: share of true pixels inside the "
+             "posterior's 90 % interval. Observations carry noise σ 0.01 (denoising: σ 0.1).", ""]
+    quality = [r for r in rows if r["table"] == "quality"]
+    for domain in dict.fromkeys(r["domain"] for r in quality):
+        for images in ("real", "generated"):
+            sel = [r for r in quality if r["domain"] == domain and r["images"] == images]
+            if not sel:
+                continue
+            lines += [f"## {domain}: {images} images ({DOMAINS[domain]}, {sel[0]['n']} images)", "",
+                      "| task | method | PSNR | SSIM | perceptual | hole PSNR | cov90 | s / image |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for r in sel:
+                lines.append(f"| {r['task']} | {r.get('label', r['variant'])} | {fmt(r['scores'])} | "
+                             f"{fmt(r['scores'], 'ssim', 3)} | {fmt(r['scores'], 'perceptual', 3)} | "
+                             f"{fmt(r['scores'], 'psnr_hole')} | {r.get('coverage90', float('nan')):.2f} | "
+                             f"{r['seconds_per_image']:.1f} |")
+            lines.append("")
+    kern = [r for r in rows if r["table"] == "kernels"]
+    if kern:
+        lines += ["## Unknown kernels: real faces, SR x4, LR made by each kernel (MAP default)", "",
+                  "| LR kernel | restored with | PSNR | SSIM | perceptual | fitted kernel weights |", "|---|---|---|---|---|---|"]
+        for r in kern:
+            w = r.get("kernel_weights")
+            wt = ", ".join(f"{k} {v:.2f}" for k, v in w.items()) if w else ""
+            lines.append(f"| {r['kernel']} | {r['variant']} | {fmt(r['scores'])} | {fmt(r['scores'], 'ssim', 3)} | "
+                         f"{fmt(r['scores'], 'perceptual', 3)} | {wt} |")
+        lines.append("")
+    pictures = sorted(p.name for p in OUT.glob("brgm-*-*.png"))
+    if pictures:
+        lines += ["Montages (columns: truth | observation (pseudo-inverse) | baseline | methods in variant order): "
+                  + ", ".join(f"`{p}`" for p in pictures), ""]
+    (OUT / "brgm.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--images", type=int, default=4)
-    ap.add_argument("--map-steps", type=int, default=200)
-    ap.add_argument("--vi-steps", type=int, default=100)
+    ap.add_argument("--images", type=int, default=24, help="real held-out images per domain")
+    ap.add_argument("--generated", type=int, default=8, help="generator-made images per domain (0: none)")
+    ap.add_argument("--domains", default="faces,brains")
+    ap.add_argument("--tasks", default="sr4,sr8,inpaint,denoise")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--kernels", action="store_true", help="also the unknown-kernel table (faces, SR x4)")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--vi-anneal", type=float, default=10.0, help="VariationalBRGM anneal (1: none; rows of runs "
-                    "before this option used none)")
-    ap.add_argument("--generators", default="dcgan-digiface64,genprior-brain64",
-                    help="Comma-separated subset to run; rows of the others are kept from the previous report.")
-    ap.add_argument("--tasks", default="superres-x4,superres-x8,inpaint-center",
-                    help="Comma-separated subset of tasks; rows of the others are kept from the previous report.")
-    ap.add_argument("--report-from", type=Path, default=None,
-                    help="Rebuild the report from the JSON rows an interrupted run printed (its log).")
+    ap.add_argument("--fresh", action="store_true", help="drop the rows of earlier runs")
+    ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
-    if args.report_from is not None:
-        rows = [json.loads(line) for line in args.report_from.read_text().splitlines() if line.startswith("{")]
-        write_report(rows, {}, args, f"(rebuilt from the rows of an interrupted run: {len(rows)} cases)")
+    args.domains, args.tasks, args.variants = (a.split(",") for a in (args.domains, args.tasks, args.variants))
+    if args.report_only:
+        write_report(args)
         return
     shared = shared_dir()
     if shared is None:
         sys.exit("set GENPRIOR_SHARED to the shared data folder")
     torch.set_num_threads(args.threads)
+    if args.fresh and ROWS.exists():
+        ROWS.unlink()
     perceptual = PerceptualDistance(size=64)
-    real = {"dcgan-digiface64": ("real-faces", real_faces), "genprior-faces64": ("real-faces", real_faces),
-            "genprior-brain64": ("real-brains", real_brains)}
-    chosen = args.generators.split(",")
-    unknown = sorted(set(chosen) - set(real))
-    if unknown:
-        sys.exit(f"unknown generators {unknown}; known: {sorted(real)}")
-    command = "python benchmarks/brgm.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "report_from")
-    tasks = {"superres-x4": SuperResolution(4, "box", sigma=0.01), "superres-x8": SuperResolution(8, "box", sigma=0.01),
-             "inpaint-center": Inpainting(center_mask(64, 0.4), sigma=0.01)}
-    unknown = sorted(set(args.tasks.split(",")) - set(tasks))
-    if unknown:
-        sys.exit(f"unknown tasks {unknown}; known: {sorted(tasks)}")
-    tasks = {name: physics for name, physics in tasks.items() if name in args.tasks.split(",")}
-    previous = json.loads((OUT / "brgm.json").read_text()) if (OUT / "brgm.json").exists() else {"rows": [], "speed": {}}
-    rows = [{"command": previous.get("command", "?"), **r} for r in previous["rows"]
-            if (r["generator"] not in chosen or r["task"] not in tasks) and r["generator"] in real]
-    speed = {g: {"batch": int(previous.get("args", {}).get("images", 0)), **s}
-             for g, s in previous.get("speed", {}).items() if g not in chosen and g in real}
-    for gname in chosen:
-        G = genprior.load_generator(gname, "cpu")
-        space = "w+" if G.w_dim is not None else "z"
-        sname, load_real = real[gname]
-        sources = {"generated": generated(G, args.images), sname: load_real(shared, args.images)}
-        for tname, physics in tasks.items():
-            for sname, truth in sources.items():
-                y = physics(truth, seed=0)
-                t0 = time.perf_counter()
-                map_res = BRGM(G, space=space, steps=args.map_steps, perceptual="vgg")(y, physics, seed=0)
-                t_map = time.perf_counter() - t0
-                map_noise = None
-                if space == "w+":
-                    map_noise = BRGM(G, space=space, steps=args.map_steps, perceptual="vgg",
-                                     optimize_noise=True)(y, physics, seed=0)
-                t0 = time.perf_counter()
-                vi = VariationalBRGM(G, space=space, steps=args.vi_steps, map_steps=args.map_steps // 2,
-                                     num_samples=16, perceptual="vgg", anneal=args.vi_anneal)(y, physics, seed=0)
-                t_vi = time.perf_counter() - t0
-                row = {"generator": gname, "task": tname, "images": sname, "n": int(truth.shape[0]),
-                       "command": command,
-                       "pseudo_inverse": evaluate(truth, physics.A_dagger(y).clamp(0, 1), perceptual),
-                       "map": evaluate(truth, map_res.mean, perceptual),
-                       "map_noise": None if map_noise is None else evaluate(truth, map_noise.mean, perceptual),
-                       "vi_mean": evaluate(truth, vi.mean, perceptual),
-                       "vi_coverage90": float(interval_coverage(vi.samples, truth, 0.9).mean()),
-                       "vi_mean_std": float(vi.std.mean()), "map_seconds": t_map, "vi_seconds": t_vi}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-        physics = SuperResolution(4, "box", sigma=0.01)
-        y = physics(sources["generated"], seed=0)
-        speed[gname] = {"batch": args.images, **overhead(G, BRGM(G, space=space, perceptual="vgg"), y, physics,
-                                                         args.images)}
-        print(gname, speed[gname], flush=True)
-    write_report(rows, speed, args)
-
-
-def write_report(rows: list[dict], speed: dict, args: argparse.Namespace, note: str = "") -> None:
-    options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "report_from")
-    report = {"command": f"python benchmarks/brgm.py {options}",
-              "note": note, "args": {k: str(v) for k, v in vars(args).items()},
-              "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads},
-              "rows": rows, "speed": speed}
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "brgm.json").write_text(json.dumps(report, indent=2))
-    lines = ["# BRGM benchmark", "", f"Command: `{report['command']}` (torch {torch.__version__}, "
-             f"{args.threads} thread(s)) {note}. Noise sigma 0.01 on every observation. PSNR dB / SSIM / perceptual "
-             "(VGG16, lower is better). Coverage: share of true pixels inside the VI 90 % per-pixel interval.", "",
-             "| generator | task | images | pseudo-inverse | MAP | MAP + noise maps | VI mean | VI coverage90 | MAP s "
-             "| VI s |", "|---|---|---|---|---|---|---|---|---|---|"]
-    fmt = lambda m: "–" if m is None else f"{m['psnr']:.2f} / {m['ssim']:.3f} / {m['perceptual']:.3f}"  # noqa: E731
-    for r in rows:
-        lines.append(f"| {r['generator']} | {r['task']} | {r['images']} | {fmt(r['pseudo_inverse'])} | {fmt(r['map'])} "
-                     f"| {fmt(r.get('map_noise'))} | {fmt(r['vi_mean'])} | {r['vi_coverage90']:.2f} "
-                     f"| {r['map_seconds']:.0f} | {r['vi_seconds']:.0f} |")
-    commands = sorted({r.get("command", report["command"]) for r in rows})
-    if len(commands) > 1:
-        lines += ["", "Rows come from these runs: " + "; ".join(f"`{c}`" for c in commands) + "."]
-    lines += ["", "## Speed: one BRGM step vs a bare generator forward+backward (same batch, super-resolution x4)", "",
-              "| generator | batch | bare G fwd+bwd (s) | BRGM step (s) | overhead ratio |", "|---|---|---|---|---|"]
-    for g, s in speed.items():
-        lines.append(f"| {g} | {s.get('batch', '?')} | {s['bare_forward_backward_s']:.4f} | {s['brgm_step_s']:.4f} "
-                     f"| {s['overhead_ratio']:.2f} |")
-    (OUT / "brgm.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    done = done_keys(args.fresh)
+    run_quality(args, shared, perceptual, done)
+    if args.kernels:
+        run_kernels(args, shared, perceptual, done)
+    write_report(args)
 
 
 if __name__ == "__main__":

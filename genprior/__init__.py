@@ -7,10 +7,10 @@ from .generators import Generator, build_generator  # noqa: E402
 from .io.checkpoints import load_generator, read_checkpoint, save_native  # noqa: E402
 from .result import Reconstruction  # noqa: E402
 from . import metrics, physics  # noqa: E402
-from .methods import BIGPrior, BRGM, MGANPrior, VariationalBRGM  # noqa: E402
+from .methods import BIGPrior, BRGM, FusionNet, MGANPrior, VariationalBRGM  # noqa: E402
 
 __all__ = [
     "__version__", "Generator", "build_generator", "load_generator", "read_checkpoint", "save_native",
-    "Reconstruction", "BRGM", "VariationalBRGM", "MGANPrior", "BIGPrior", "physics", "metrics",
+    "Reconstruction", "BRGM", "VariationalBRGM", "MGANPrior", "BIGPrior", "FusionNet", "physics", "metrics",
     "GenpriorError", "CheckpointError", "UnsafePickleError", "DownloadError",
 ]

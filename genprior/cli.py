@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import torch
 
 from . import __version__
 from .errors import GenpriorError
+from .physics.superres import KERNELS
+from .progress import notice, one_line_warnings
+from .restore import METHODS, TASKS
 
 
 def parse_range(text: str) -> list[int]:
@@ -47,12 +51,17 @@ def main() -> None:
 
 
 def _run(fn):  # noqa: ANN001, ANN202
-    """Turn genprior's own errors into one clean message and exit code 1."""
+    """Turn genprior's own errors into one clean message and exit code 1 (Ctrl-C: a line and 130)."""
     try:
-        return fn()
-    except (GenpriorError, FileExistsError) as exc:
-        click.echo(f"error: {exc}", err=True)
+        with one_line_warnings():
+            return fn()
+    except (GenpriorError, FileExistsError, ValueError) as exc:
+        text = "; ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or type(exc).__name__
+        click.echo(f"error: {text}", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
 
 
 @main.command()
@@ -83,79 +92,172 @@ def sample(generator, seeds, truncation_psi, noise_mode, class_idx, cols, device
     _run(go)
 
 
+def _check_writable(folder: Path) -> None:
+    """GenpriorError unless ``folder`` (or the closest existing parent) can be written, before any work."""
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise GenpriorError(f"-o {folder}: cannot write there ({probe} is not a writable folder)")
+
+
 @main.command()
 @click.argument("inputs", type=click.Path(exists=True, path_type=Path))
 @click.option("--generator", "-g", required=True, help="Model name (see `genprior models`) or checkpoint path.")
-@click.option("--task", type=click.Choice(["superres", "inpaint", "denoise", "colorize"]), required=True)
-@click.option("--method", type=click.Choice(["map", "vi", "bigprior"]), default="map", show_default=True,
-              help="BRGM MAP, BRGM variational posterior, or BIGPrior (mGANprior inversion + fusion net).")
+@click.option("--task", type=click.Choice(TASKS), required=True)
+@click.option("--method", type=click.Choice(METHODS), default="map", show_default=True,
+              help="BRGM MAP, BRGM variational posterior (vi), latent MCMC (mcmc), or BIGPrior (mGANprior inversion "
+                   "+ fusion net).")
 @click.option("--fusion", type=click.Path(exists=True, path_type=Path), default=None,
-              help="BIGPrior: the trained fusion net (run folder, .safetensors, or official .pth).")
+              help="BIGPrior: a fusion net (run folder, .safetensors, official .pth); default: the zoo's for the "
+                   "generator and task.")
 @click.option("--factor", type=int, default=4, show_default=True, help="Super-resolution factor (2..64).")
-@click.option("--kernel", type=click.Choice(["box", "bicubic_aa", "bicubic_noaa"]), default="box", show_default=True,
-              help="Super-resolution kernel (bicubic_noaa = BRGM PyTorch parity).")
+@click.option("--kernel", type=click.Choice(KERNELS), default=None,
+              help="Super-resolution kernel; default: auto (estimated) for a real low-resolution input, box with "
+                   "--simulate (bicubic_noaa = BRGM PyTorch parity).")
 @click.option("--mask", default="center", show_default=True,
-              help="In-painting mask: FILE (black = hole), center, brgm-0..6, boxes, pixels:0.5.")
-@click.option("--sigma", type=float, default=0.0, show_default=True, help="Noise std of the observation, [0, 1] units.")
+              help="In-painting mask: FILE (black = hole, white = observed), center, brgm-0..6, boxes, pixels:0.5.")
+@click.option("--sigma", type=float, default=None,
+              help="Noise std of the observation, [0, 1] units; default: estimated for denoise, 0 otherwise.")
 @click.option("--samples", type=int, default=16, show_default=True, help="Posterior samples (vi).")
-@click.option("--steps", type=int, default=None, help="Optimisation steps (default: the method's).")
+@click.option("--steps", type=int, default=None, help="Main optimisation steps (default: the method's).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--extension", type=click.Choice(["none", "tune", "ilo"]), default=None,
+              help="map/vi range extension after the latent fit (default: the method's).")
+@click.option("--consistency", type=click.Choice(["soft", "hard", "none", "sample"]), default=None,
+              help="map/vi data consistency (default: soft for map, sample for vi).")
 @click.option("--optimize-noise", is_flag=True, help="map/vi on StyleGAN2: fit the noise maps too (NVIDIA's penalty).")
 @click.option("--perceptual", type=click.Choice(["auto", "lpips", "vgg"]), default="auto", show_default=True,
               help="map/vi perceptual distance: exact LPIPS (needs vgg16.pt in the cache), uniform VGG16, or auto.")
 @click.option("--simulate", is_flag=True,
               help="Inputs are clean images: degrade them with the task's forward model and report metrics.")
+@click.option("--calibration", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="vi/mcmc: a `genprior calibrate` file; writes lower.png / upper.png, the calibrated interval.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Folders: parallel workers.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Folders: local worker processes, or a Ray cluster (extra genprior[ray]).")
+@click.option("--address", default=None, help="--engine ray: the cluster address (default: start Ray here).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder; one sub-folder per image.")
 @click.option("--overwrite", is_flag=True, help="Replace existing result folders.")
-def restore(inputs, generator, task, method, fusion, factor, kernel, mask, sigma, samples, steps, seed, optimize_noise,
-            perceptual, simulate, device, output, overwrite) -> None:  # noqa: ANN001
-    """Restore IMAGE_OR_DIR with a generative prior (BRGM MAP or variational posterior)."""
-    import warnings
-
-    from .io.checkpoints import load_generator
-    from .metrics import psnr, ssim
-    from .restore import list_images, load_observation, make_physics, run_bigprior, run_method
+def restore(inputs, generator, task, method, fusion, factor, kernel, mask, sigma, samples, steps, seed, extension,
+            consistency, optimize_noise, perceptual, simulate, calibration, workers, engine, address, device, output,
+            overwrite) -> None:  # noqa: ANN001
+    """Restore IMAGE_OR_DIR with a generative prior; a folder restores every image (resumable)."""
+    from .restore import RestoreOptions, RestoreJob, list_images, load_mask
 
     def go() -> None:
-        if method == "bigprior" and fusion is None:
-            raise GenpriorError("--method bigprior needs --fusion (a trained fusion net; see `genprior bigprior train`)")
+        opts = RestoreOptions(task=task, method=method, factor=factor, kernel=kernel, mask=mask, sigma=sigma,
+                              simulate=simulate, samples=samples, steps=steps, seed=seed,
+                              fusion=str(fusion) if fusion else None, optimize_noise=optimize_noise,
+                              perceptual=perceptual, extension=extension, consistency=consistency,
+                              calibration=str(calibration) if calibration else None).check()
+        if consistency == "sample" and method not in ("vi", "mcmc"):
+            raise GenpriorError("--consistency sample is for --method vi or mcmc (it draws the residual per sample)")
+        if workers < 1:
+            raise GenpriorError(f"--workers must be >= 1, got {workers}")
         files = list_images(inputs)
-        clashes = [output / f.stem for f in files if (output / f.stem).exists() and not overwrite]
-        if clashes:
-            raise FileExistsError(f"{clashes[0]} exists; pass --overwrite to replace results")
+        _check_writable(output)
+        if inputs.is_dir():
+            _restore_folder(RestoreJob(generator, opts, device), files, output, workers, engine, address, overwrite)
+            return
+        target = output / files[0].stem
+        if target.exists() and any(target.iterdir()) and not overwrite:
+            raise FileExistsError(f"{target} exists; pass --overwrite to replace it")
+        from .io.checkpoints import load_generator
+        from .restore import restore as restore_one
+
         G = load_generator(generator, device=device)
-        physics = make_physics(task, G, factor=factor, kernel=kernel, mask=mask, sigma=sigma, seed=seed).to(G.device)
-        for i, path in enumerate(files):
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                y, truth = load_observation(path, G, physics, task, simulate=simulate, seed=seed + i)
-            for w in caught:
-                click.echo(f"warning: {w.message}", err=True)
-            if method == "bigprior":
-                res = run_bigprior(G, y.to(G.device), physics, task, fusion, steps=steps, seed=seed + i)
-            else:
-                res = run_method(method, G, y.to(G.device), physics, steps=steps, samples=samples, seed=seed + i,
-                                 optimize_noise=optimize_noise, perceptual=perceptual)
-            res.images["pseudo_inverse"] = physics.A_dagger(y.to(G.device)).clamp(0, 1).cpu()
-            if task == "inpaint":
-                m = physics.observed.float().cpu()
-                res.images["merged"] = y.cpu() * m + res.mean * (1 - m)  # observed pixels pasted back
-            if truth is not None:
-                res.images["truth"] = truth
-                res.history["metrics"] = {
-                    name: {"psnr": float(psnr(img, truth)[0]), "ssim": float(ssim(img, truth)[0])}
-                    for name, img in [("restored", res.mean), ("pseudo_inverse", res.images["pseudo_inverse"])]}
-            res.config["input"] = str(path)
-            res.save(output / path.stem, overwrite=overwrite)
-            note = ""
-            if truth is not None:
-                mtr = res.history["metrics"]
-                note = f" PSNR {mtr['restored']['psnr']:.2f} dB (pseudo-inverse {mtr['pseudo_inverse']['psnr']:.2f})"
-            click.echo(f"{path.name}: wrote {output / path.stem}{note}")
+        if task == "inpaint":
+            load_mask(mask, G.resolution, seed)  # a bad mask stops here, before any work
+        opts.progress = True
+        res = restore_one(files[0], G, opts)
+        for line in res.config.get("notes", []):
+            notice(line)
+        res.save(target, overwrite=overwrite)
+        click.echo(f"{files[0].name}: wrote {target}{_metrics_note(res)}")
 
     _run(go)
+
+
+def _metrics_note(res) -> str:  # noqa: ANN001
+    m = res.history.get("metrics")
+    if not m:
+        return ""
+    base = {"superres": "bicubic", "inpaint": "mean fill", "denoise": "observation", "colorize": "grey"}[
+        res.config["restore_options"]["task"]]
+    return (f"  PSNR {m['restored']['psnr']:.2f} dB, SSIM {m['restored']['ssim']:.3f} ({base} "
+            f"{m['baseline']['psnr']:.2f} dB / {m['baseline']['ssim']:.3f})")
+
+
+def _restore_folder(job, files, output, workers, engine, address, overwrite) -> None:  # noqa: ANN001
+    from .batch import run_batch
+
+    report = run_batch(job, files, output, engine=engine, workers=workers, address=address, overwrite=overwrite)
+    click.echo(f"{report.restored} restored, {report.skipped} already done, {report.failed} failed "
+               f"({report.seconds:.0f} s); {output / 'summary.csv'}")
+    if report.failed:
+        click.echo(f"error: {report.failed} of {report.total} inputs failed; see {output / 'failures.jsonl'}", err=True)
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("images", type=click.Path(exists=True, path_type=Path))
+@click.option("--generator", "-g", required=True, help="Model name (see `genprior models`) or checkpoint path.")
+@click.option("--task", type=click.Choice(TASKS), required=True)
+@click.option("--method", type=click.Choice(["vi", "mcmc"]), default="vi", show_default=True)
+@click.option("--factor", type=int, default=4, show_default=True, help="Super-resolution factor (2..64).")
+@click.option("--kernel", type=click.Choice([k for k in KERNELS if k != "auto"]), default="box", show_default=True,
+              help="Super-resolution kernel the calibration images are degraded with.")
+@click.option("--mask", default="center", show_default=True, help="In-painting mask (as for restore).")
+@click.option("--sigma", type=float, default=None, help="Noise std of the degradation (default 0; denoise needs it).")
+@click.option("--samples", type=int, default=16, show_default=True, help="Posterior samples per image.")
+@click.option("--steps", type=int, default=None, help="Main steps of the method (default: the method's).")
+@click.option("--alpha", type=float, default=0.1, show_default=True, help="Largest share of pixels outside.")
+@click.option("--delta", type=float, default=0.1, show_default=True, help="RCPS: chance the guarantee fails.")
+@click.option("--bound", type=click.Choice(["rcps", "crc"]), default="rcps", show_default=True,
+              help="rcps: risk <= alpha with probability 1 - delta; crc: expected risk <= alpha.")
+@click.option("--interval", "kind", type=click.Choice(["std", "quantile"]), default="std", show_default=True,
+              help="The spread that is scaled: the per-pixel std, or the samples' 5-95 % quantiles.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="calib.json")
+@click.option("--overwrite", is_flag=True)
+def calibrate(images, generator, task, method, factor, kernel, mask, sigma, samples, steps, alpha, delta, bound, kind,
+              seed, device, output, overwrite) -> None:  # noqa: ANN001
+    """Calibrate per-pixel intervals on clean IMAGES (a folder): degrade, restore, pick the scale λ (conformal)."""
+    from .calibration import calibrate as run_calibration
+    from .io.checkpoints import load_generator
+    from .restore import RestoreOptions, list_images
+
+    def go() -> None:
+        if output.exists() and not overwrite:
+            raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+        if task == "denoise" and not sigma:
+            raise GenpriorError("denoising calibration needs the noise level: pass --sigma")
+        opts = RestoreOptions(task=task, method=method, factor=factor, kernel=kernel, mask=mask,
+                              sigma=sigma if sigma is not None else 0.0, simulate=True, samples=samples, steps=steps,
+                              seed=seed).check()
+        files = list_images(images)
+        _check_writable(output.parent)
+        G = load_generator(generator, device=device)
+        cal = run_calibration(files, G, opts, generator=str(generator), alpha=alpha, delta=delta, kind=kind,
+                              bound=bound, log=notice)
+        cal.save(output, overwrite=overwrite)
+        click.echo(f"wrote {output}: lambda {cal.lam:.3f} ({cal.kind}); {cal.guarantee()}; raw coverage "
+                   f"{cal.raw_coverage:.3f}, calibrated miscoverage on the calibration images {cal.risk:.3f}")
+
+    _run(go)
+
+
+@main.command()
+@click.argument("result", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report(result) -> None:  # noqa: ANN001
+    """Rewrite a result folder's report (report.png, index.html) from its saved state."""
+    from .report import write_report
+
+    _run(lambda: click.echo(f"wrote {write_report(result)}"))
 
 
 class _Batch(click.ParamType):
@@ -354,11 +456,11 @@ def bigprior_train(observations, estimates, truths, masks, task, stems, out_root
 @click.option("--overwrite", is_flag=True)
 def bigprior_test(observations, estimates, truths, masks, task, stems, model, output, overwrite) -> None:  # noqa: ANN001
     """Write fused outputs, φ maps (PNG and .npy) and per-image metrics."""
-    from .methods.bigprior import BIGPrior
+    from .methods.fusion import FusionNet
     from .methods.fusion_test import test_fusion
 
     def go() -> None:
-        net = BIGPrior.load(model, task=task)
+        net = FusionNet.load(model, task=task)
         metrics = test_fusion(net, _dataset(observations, estimates, truths, masks, task, stems), output,
                               overwrite=overwrite)
         means = ", ".join(f"{k} {v:.4g}" for k, v in metrics["mean"].items())

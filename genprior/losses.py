@@ -7,6 +7,7 @@ All functions take images (N, C, H, W) in [0, 1] and return one value per image,
 * `LPIPS`: exact LPIPS-VGG16 ("lin", v0.1) with the weights of NVIDIA's TorchScript ``vgg16.pt`` (the perceptual
   net of BRGM and stylegan2-ada-pytorch), read without running the archive (`genprior.io.torchscript`).
 * `perceptual_distance` picks one of them.
+* `GaussianLikelihood`: the calibrated negative log-likelihood ``Σ (A x - y)² / (2 σ²)`` of a Gaussian sensor.
 """
 
 from __future__ import annotations
@@ -29,6 +30,25 @@ _VGG_MEAN = (123.68, 116.779, 103.939)  # RGB, for inputs in 0..255
 def pixel_mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean squared error per image over (C, H, W) -> (N,)."""
     return (x - y).flatten(1).square().mean(1)
+
+
+class GaussianLikelihood(nn.Module):
+    """``-log p(y | x) = Σ (f(x) - y)² / (2 σ²)`` per image (up to a constant) -> (N,).
+
+    ``sigma``: the noise std in [0, 1] units, a float or a per-image tensor (N,); inputs are the forward
+    model's output f(x) and the observation y, both (N, C', H', W'). Summed, not averaged, so the evidence
+    grows with the number of observed values and a posterior width means something.
+    """
+
+    def __init__(self, sigma: float | torch.Tensor) -> None:
+        super().__init__()
+        sigma = torch.as_tensor(sigma, dtype=torch.float32)
+        if not bool(torch.isfinite(sigma).all()) or bool((sigma <= 0).any()):
+            raise GenpriorError(f"the likelihood's sigma must be finite and > 0, got {sigma.tolist()}")
+        self.register_buffer("sigma", sigma.reshape(-1))
+
+    def forward(self, fx: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (fx - y).flatten(1).square().sum(1) / (2 * self.sigma.to(fx.device) ** 2)
 
 
 class VGG16Features(nn.Module):
@@ -57,7 +77,8 @@ class VGG16Features(nn.Module):
         from .io import zoo
 
         path = zoo.fetch("vgg16-imagenet-features", progress=False)
-        net = cls()
+        with torch.random.fork_rng(devices=[]):  # building the layers must not consume the global RNG
+            net = cls()
         sd = {k: v.float() for k, v in load_file(str(path)).items()}
         try:
             net.load_state_dict({**sd, "mean": net.mean}, strict=True)
@@ -99,8 +120,9 @@ class PerceptualDistance(nn.Module):
     """LPIPS-style distance on VGG16 features with uniform layer weights -> (N,).
 
     Each tap's features are unit-normalised over channels; the squared differences are summed over
-    channels, averaged over pixels and then over the five taps (LPIPS with uniform channel weights, in
-    [0, 4]; the learned LPIPS weights are not needed). Images are resized to ``size`` x ``size`` first (area
+    channels, averaged over pixels and summed over the five taps, as LPIPS sums its layers (LPIPS with
+    uniform channel weights, in [0, 20]; the learned LPIPS weights are not needed). Summing (not averaging)
+    keeps the official BRGM objective's balance when this distance stands in for LPIPS. Images are resized to ``size`` x ``size`` first (area
     when shrinking, bilinear when growing; ``resize="area"``: always area); ``size=None`` keeps the input size
     but at least 32 pixels.
     """
@@ -122,7 +144,7 @@ class PerceptualDistance(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
         fy = y if isinstance(y, list) else self.features(y)
         per_tap = [(a - b).square().sum(1).flatten(1).mean(1) for a, b in zip(self.features(x), fy)]
-        return torch.stack(per_tap).mean(0)
+        return torch.stack(per_tap).sum(0)
 
 
 # ------------------------------------------------------------------------------------------------- LPIPS
@@ -198,7 +220,8 @@ class LPIPS(nn.Module):
                                       f"expected (C, {c_in}, 3, 3) / (C,)")
             widths.append(int(w.shape[0]))
             c_in = int(w.shape[0])
-        net = cls(tuple(widths), size=size, resize=resize)
+        with torch.random.fork_rng(devices=[]):  # building the layers must not consume the global RNG
+            net = cls(tuple(widths), size=size, resize=resize)
         with torch.no_grad():
             for k, conv in enumerate(net.convs, start=1):
                 conv.weight.copy_(sd[f"layers.conv{k}.weight"].float())
@@ -293,7 +316,7 @@ def perceptual_distance(kind: str = "auto", size: int | None = None, device: str
       naming the cache path to put it at (``download=True`` allows a download instead).
     * ``"auto"``: `LPIPS` if ``vgg16.pt`` is already in the cache or the shared folder (never downloads), else
       `PerceptualDistance` with a warning.
-    * ``"vgg"``: `PerceptualDistance` (uniform weights on ImageNet VGG16 features; mean over taps, not sum).
+    * ``"vgg"``: `PerceptualDistance` (uniform weights on ImageNet VGG16 features, summed over taps as LPIPS).
 
     ``size``/``resize`` set the VGG input size as in `PerceptualDistance` (BRGM: ``size=256, resize="area"``).
     The module's ``kind`` attribute says which one was returned.

@@ -2,6 +2,8 @@
 
 * `GaussianPrior`: BRGM's isotropic Gaussian around the mean latent, ``mean(((w - mean) / scale)²)`` with
   ``scale`` the RMS norm of the latent (a scalar), as BRGM computes it from 10,000 mapped samples.
+* `DiagonalGaussianPrior`: the calibrated per-dimension Gaussian, ``½ Σ ((w - mean) / std)²`` (sum form, a
+  true negative log density), used by MAP's default energy, the variational posterior and MCMC.
 * `cosine_prior`: BRGM's colinearity prior over W+ rows, ``Σ_{i≠j} |1 - cos(w_i, w_j)|`` per sample.
 * `noise_autocorrelation`: NVIDIA's projector regulariser that keeps optimised StyleGAN2 noise maps white.
 """
@@ -55,6 +57,21 @@ class GaussianPrior(torch.nn.Module):
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         d = (latent - self.mean) / self.scale
         return d.flatten(1).square().mean(1)
+
+
+class DiagonalGaussianPrior(torch.nn.Module):
+    """``½ Σ ((latent - mean) / std)²`` over every latent entry, per sample -> (N,).
+
+    mean, std: (D,) per dimension of one latent row (broadcast over W+ rows); a latent (N, D) or (N, L, D).
+    """
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.detach().clone())
+        self.register_buffer("std", std.detach().clone())
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return 0.5 * ((latent - self.mean) / self.std).flatten(1).square().sum(1)
 
 
 def cosine_prior(ws: torch.Tensor) -> torch.Tensor:

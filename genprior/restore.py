@@ -1,11 +1,18 @@
-"""From an image file to a restoration: fit the image to the generator, build the forward model, run a method.
+"""One restoration end to end: an image (file or tensor) -> forward model -> method -> baselines and metrics.
 
-The functions here are what ``genprior restore`` calls; a Python user can call them the same way.
+``genprior.restore(source, G, task=..., **options)`` returns exactly what ``genprior restore`` writes: a
+`Reconstruction` whose ``mean`` is the restoration, with ``images`` holding the observation's baselines
+(``pseudo_inverse``; ``baseline``: bicubic for super-resolution, mean fill for in-painting, the observation
+for denoising, grey for colorization), ``merged`` for in-painting, ``truth`` when known, and
+``history["metrics"]`` (PSNR / SSIM of each against the truth). `RestoreOptions` holds and checks every
+option before anything heavy runs; `RestoreJob` restores files in batch workers (`genprior.batch`).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +21,72 @@ import torch.nn.functional as F
 
 from .errors import GenpriorError
 from .generators import Generator
-from .io.images import IMAGE_SUFFIXES, read_image
-from .physics import Colorization, Denoising, Inpainting, Physics, SuperResolution, make_mask
+from .io.images import IMAGE_SUFFIXES, read_image_info
+from .physics import (Colorization, Denoising, Inpainting, Physics, SuperResolution, estimate_sigma, make_mask,
+                       mask_from_file)
+from .physics.superres import KERNELS
+from .result import Reconstruction
 
 TASKS = ("superres", "inpaint", "denoise", "colorize")
+METHODS = ("map", "vi", "mcmc", "bigprior")
+
+
+@dataclass
+class RestoreOptions:
+    """Every option of one restoration (the CLI's flags). Checked by `check` before any heavy work.
+
+    sigma: the observation's noise std in [0, 1] units; None estimates it from the observation (denoising)
+    or takes 0 (other tasks). kernel: super-resolution kernel; None is ``auto`` (estimated) for a real
+    low-resolution input and ``box`` with ``simulate``. steps: the method's main steps (None: its default).
+    """
+
+    task: str
+    method: str = "map"
+    factor: int = 4
+    kernel: str | None = None
+    mask: str = "center"
+    sigma: float | None = None
+    simulate: bool = False
+    samples: int = 16
+    steps: int | None = None
+    seed: int = 0
+    fusion: str | None = None
+    optimize_noise: bool = False
+    perceptual: str = "auto"
+    extension: str | None = None  # map / vi: none, tune, ilo (None: the method's default)
+    consistency: str | None = None  # map: soft, hard, none; vi / mcmc: sample, soft, hard, none
+    calibration: str | None = None  # a `genprior calibrate` file: writes the calibrated interval (vi / mcmc)
+    progress: bool = False
+    method_options: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> "RestoreOptions":
+        """Raise GenpriorError naming the first bad option; returns self."""
+        if self.task not in TASKS:
+            raise GenpriorError(f"unknown task {self.task!r}; choose from {', '.join(TASKS)}")
+        if self.method not in METHODS:
+            raise GenpriorError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        if self.sigma is not None and not (math.isfinite(self.sigma) and self.sigma >= 0):
+            raise GenpriorError(f"--sigma must be a finite number >= 0, got {self.sigma}")
+        if self.steps is not None and (isinstance(self.steps, bool) or self.steps < 1):
+            raise GenpriorError(f"--steps must be >= 1, got {self.steps}")
+        if self.method in ("vi", "mcmc") and self.samples < 2:
+            raise GenpriorError(f"--samples must be >= 2 for a posterior with samples, got {self.samples}")
+        if self.calibration is not None and self.method not in ("vi", "mcmc"):
+            raise GenpriorError(f"--calibration needs a method with samples (vi or mcmc), not {self.method}")
+        if self.kernel is not None and self.kernel not in KERNELS:
+            raise GenpriorError(f"unknown kernel {self.kernel!r}; choose from {', '.join(KERNELS)}")
+        if self.simulate and self.kernel == "auto":
+            raise GenpriorError("--kernel auto estimates the kernel of a real low-resolution input; with "
+                                "--simulate give the kernel to degrade with (e.g. box)")
+        if self.method == "bigprior" and self.task == "superres":
+            raise GenpriorError("BIGPrior handles colorize, inpaint and denoise, not superres")
+        if self.task == "superres" and not 2 <= self.factor <= 64:
+            raise GenpriorError(f"--factor must be in 2..64, got {self.factor}")
+        return self
+
+    @property
+    def effective_kernel(self) -> str:
+        return self.kernel or ("box" if self.simulate else "auto")
 
 
 def list_images(path: str | Path) -> list[Path]:
@@ -33,118 +102,210 @@ def list_images(path: str | Path) -> list[Path]:
     return [path]
 
 
-def fit_square(x: torch.Tensor, size: int, *, what: str = "image") -> torch.Tensor:
-    """Centre-crop (1, C, H, W) to a square and resize to ``size`` (antialiased bicubic), warning when it changes."""
+def fit_square(x: torch.Tensor, size: int, *, what: str = "image") -> tuple[torch.Tensor, list[str]]:
+    """Centre-crop (1, C, H, W) to a square and resize to ``size`` (antialiased bicubic); (image, notes)."""
+    notes = []
     _, _, h, w = x.shape
     if h != w:
         s = min(h, w)
         top, left = (h - s) // 2, (w - s) // 2
-        warnings.warn(f"{what}: {w}x{h} is not square; centre-cropped to {s}x{s}", stacklevel=2)
+        notes.append(f"{what}: {w}x{h} is not square; centre-cropped to {s}x{s}")
         x = x[:, :, top : top + s, left : left + s]
     if x.shape[-1] != size:
-        warnings.warn(f"{what}: resized from {x.shape[-1]}x{x.shape[-1]} to {size}x{size}", stacklevel=2)
+        notes.append(f"{what}: resized from {x.shape[-1]}x{x.shape[-1]} to {size}x{size}")
         x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
-    return x
+    return x, notes
 
 
-def make_physics(task: str, G: Generator, *, factor: int = 4, kernel: str = "box", mask: str = "center",
-                 sigma: float = 0.0, seed: int = 0) -> Physics:
-    """The forward model for ``task`` on the generator's images (R x R, G.channels)."""
+def make_physics(opts: RestoreOptions, G: Generator, sigma: float) -> Physics:
+    """The forward model of ``opts.task`` on the generator's images (R x R, G.channels)."""
+    task = opts.task
     if task == "superres":
-        if G.resolution % factor:
-            raise GenpriorError(f"the super-resolution factor {factor} does not divide the generator's "
-                                f"resolution {G.resolution} (not divisible)")
-        return SuperResolution(factor, kernel, sigma=sigma)
+        if G.resolution % opts.factor:
+            raise GenpriorError(f"the super-resolution factor {opts.factor} does not divide the generator's "
+                                f"resolution {G.resolution}")
+        return SuperResolution(opts.factor, opts.effective_kernel, sigma=sigma)
     if task == "inpaint":
-        return Inpainting(make_mask(mask, G.resolution, seed=seed), sigma=sigma)
+        return Inpainting(load_mask(opts.mask, G.resolution, opts.seed), sigma=sigma)
     if task == "denoise":
-        if sigma <= 0:
-            raise GenpriorError("denoising needs the noise level: pass --sigma (std in [0, 1] units)")
         return Denoising(sigma)
-    if task == "colorize":
-        if G.channels != 3:
-            raise GenpriorError("colorization needs a colour generator; this one has 1 channel")
-        return Colorization(sigma=sigma)
-    raise GenpriorError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+    if G.channels != 3:
+        raise GenpriorError("colorization needs a colour generator; this one has 1 channel")
+    return Colorization(sigma=sigma)
 
 
-def load_observation(path: str | Path, G: Generator, physics: Physics, task: str, *,
-                     simulate: bool = False, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(y, truth) for one file: y (1, C', H', W') on the forward model's grid.
-
-    With ``simulate`` the file is a clean image: it is fitted to the generator and degraded by the physics
-    (seeded noise), and returned as the truth too. Otherwise the file *is* the observation: a low-resolution
-    image for super-resolution (fitted to R/factor), a grey or colour image for colorization (converted to
-    grey), an image at the generator's size otherwise.
-    """
-    if simulate:
-        x = fit_square(read_image(path, channels=G.channels), G.resolution, what=str(path))
-        return physics(x, seed=seed), x
-    if task == "colorize":
-        x = fit_square(read_image(path, channels=3), G.resolution, what=str(path))
-        return physics.A(x), None
-    size = G.resolution // physics.factor if task == "superres" else G.resolution
-    y = fit_square(read_image(path, channels=G.channels), size, what=str(path))
-    return y, None
+def load_mask(spec: str, size: int, seed: int = 0) -> torch.Tensor:
+    """An in-painting mask (bool (H, W), True = observed) from a spec or file, checked: right size, a hole,
+    something observed."""
+    try:
+        mask = mask_from_file(spec) if Path(spec).is_file() else make_mask(spec, size, seed=seed)  # files: as they are
+    except (ValueError, OSError) as exc:
+        raise GenpriorError(f"--mask {spec!r}: {exc}") from None
+    if tuple(mask.shape[-2:]) != (size, size):
+        raise GenpriorError(f"--mask {spec}: the mask is {mask.shape[-1]}x{mask.shape[-2]} but the generator's images "
+                            f"are {size}x{size}; give a mask of that size")
+    if bool(mask.all()):
+        raise GenpriorError(f"--mask {spec}: the mask has no hole (every pixel is observed; black marks the hole)")
+    if not bool(mask.any()):
+        raise GenpriorError(f"--mask {spec}: the mask is all hole (no pixel is observed; white marks what is seen)")
+    return mask
 
 
-def with_luma(rgb: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
-    """Replace the ITU-R 601 luma of rgb (N, 3, H, W) by grey (N, 1, H, W), keeping its chroma (YCbCr).
-
-    Cb and Cr depend only on B - Y and R - Y, so swapping Y shifts every channel by the luma difference;
-    this is how BIGPrior's colorization builds its GAN estimate from the inversion.
-    """
-    luma = Colorization().to(rgb.device).A(rgb)
-    return (rgb + (grey - luma)).clamp(0, 1)
+def read_source(path: str | Path, channels: int) -> tuple[torch.Tensor, list[str]]:
+    """(image (1, C, H, W) in [0, 1], notes on the conversions made) from a file."""
+    info = read_image_info(path, channels)
+    return info.image, [f"{Path(path).name}: {c}" for c in info.conversions]
 
 
-def run_bigprior(G: Generator, y: torch.Tensor, physics: Physics, task: str, fusion: str | Path, *,
-                 steps: int | None = None, layer: int | None = None, seed: int = 0, progress: bool = True):
-    """mGANprior inversion for the GAN estimate g, then the fusion net: x = φ·g + (1 - φ)·d(y), with φ.
-
-    The inversion uses `MGANPrior.preset` (for DCGAN at layer 3). A grey generator's in-painting or denoising
-    (the shipped StyleGAN2s) goes through the RGB fusion net with y and g repeated to 3 channels; x and φ are
-    then averaged back to one channel, which is the fusion with the channel-mean φ.
-    """
-    from .methods import BIGPrior, MGANPrior
-    from .result import Reconstruction
-
-    if task not in ("colorize", "inpaint", "denoise"):
-        raise GenpriorError(f"BIGPrior handles colorize, inpaint and denoise, not {task}")
-    net = BIGPrior.load(fusion, task=task)
-    grey = y.shape[1] == 1 and task != "colorize"
-    net.check(task=task, channels=3 if grey else y.shape[1])
-    overrides = {"layer": layer} if layer is not None else ({"layer": 3} if G.family == "dcgan" else {})
-    if steps:
-        overrides["steps"] = steps
-    inv = MGANPrior.preset(G, task, progress=progress, **overrides)(y, physics, seed=seed)
-    g = inv.mean.to(y.device)
-    if task == "colorize":
-        g = with_luma(g, y)
-    holes = (1 - physics.observed.float()).expand(y.shape[0], 1, -1, -1) if task == "inpaint" else None  # 1 = hole
-    if grey:
-        x, phi = net(y.expand(-1, 3, -1, -1), g.expand(-1, 3, -1, -1), mask=holes)
-        x, phi = x.mean(1, keepdim=True), phi.mean(1, keepdim=True)
+def observation_and_truth(source: str | Path | torch.Tensor, G: Generator, opts: RestoreOptions
+                          ) -> tuple[torch.Tensor, torch.Tensor | None, list[str]]:
+    """(y on the forward model's grid, the truth or None, notes). With ``simulate`` the source is a clean image,
+    fitted to the generator's size (degradation later); else it is the observation itself."""
+    name = str(source) if not isinstance(source, torch.Tensor) else "image"
+    notes: list[str] = []
+    channels = 3 if opts.task == "colorize" and not opts.simulate else G.channels
+    if isinstance(source, torch.Tensor):
+        x = source.detach().float().cpu()
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or x.shape[0] != 1:
+            raise GenpriorError(f"give one image (1, C, H, W), got shape {tuple(source.shape)}")
     else:
-        x, phi = net(y, g, mask=holes)
-    return Reconstruction(mean=x.cpu(), phi=phi.cpu(), observation=y.cpu(), seed=seed, tensors=inv.tensors,
-                          images={"gan_estimate": g.cpu()},
-                          config={"method": "bigprior", "fusion": str(fusion), "fusion_net": net.config(),
-                                  "inversion": inv.config},
-                          history={"inversion": inv.history})
+        x, notes = read_source(source, channels)
+    if opts.simulate:
+        if x.shape[1] != G.channels:
+            raise GenpriorError(f"{name}: {x.shape[1]} channel(s), the generator makes {G.channels}")
+        x, more = fit_square(x, G.resolution, what=name)
+        return x, x, notes + more
+    if opts.task == "colorize":
+        x, more = fit_square(x, G.resolution, what=name)
+        grey = Colorization().A(x) if x.shape[1] == 3 else x
+        return grey, None, notes + more
+    size = G.resolution // opts.factor if opts.task == "superres" else G.resolution
+    y, more = fit_square(x, size, what=name)
+    return y, None, notes + more
 
 
-def run_method(method: str, G: Generator, y: torch.Tensor, physics: Physics, *, steps: int | None = None,
-               samples: int = 16, seed: int = 0, progress: bool = True, **options: Any):
-    """Run ``map`` or ``vi`` on y; returns a `Reconstruction`."""
-    from .methods import BRGM, VariationalBRGM
+def noise_level(opts: RestoreOptions, y: torch.Tensor) -> tuple[float, list[str]]:
+    """The noise std to use: given, 0 for a non-denoising task, or estimated (denoising, none given)."""
+    if opts.sigma is not None:
+        return float(opts.sigma), []
+    if opts.task != "denoise":
+        return 0.0, []
+    est = float(estimate_sigma(y).mean())
+    if not est > 1e-4:
+        raise GenpriorError("cannot estimate the noise level: the image is flat (no detail or noise); pass --sigma")
+    return est, [f"estimated the noise level from the image: sigma = {est:.4f} (wavelet MAD); pass --sigma to set it"]
+
+
+def build_method(opts: RestoreOptions, G: Generator, task_physics: Physics):
+    """The configured method object for ``opts``."""
+    from .methods import BIGPrior, BRGM, LatentMCMC, VariationalBRGM
 
     space = "w+" if G.w_dim is not None else "z"
-    if method == "map":
-        kw = {"steps": steps} if steps else {}
-        return BRGM(G, space=space, progress=progress, **kw, **options)(y, physics, seed=seed)
-    if method == "vi":
-        kw = {"steps": steps} if steps else {}
-        return VariationalBRGM(G, space=space, num_samples=samples, progress=progress, **kw, **options)(
-            y, physics, seed=seed)
-    raise GenpriorError(f"unknown method {method!r}; choose map or vi")
+    kw: dict[str, Any] = dict(opts.method_options)
+    if opts.steps:
+        kw["steps"] = opts.steps
+    if opts.method in ("map", "vi", "mcmc"):
+        kw.update(perceptual=opts.perceptual)
+        if opts.method != "mcmc":
+            kw["optimize_noise"] = opts.optimize_noise
+        if opts.consistency:
+            kw["consistency"] = opts.consistency
+    if opts.method == "map":
+        if opts.extension:
+            kw["extension"] = opts.extension
+        return BRGM(G, space=space, progress=opts.progress, **kw)
+    if opts.method == "vi":
+        if opts.extension:
+            kw["map"] = {**kw.get("map", {}), "extension": opts.extension}
+        return VariationalBRGM(G, space=space, num_samples=opts.samples, progress=opts.progress, **kw)
+    if opts.method == "mcmc":
+        if opts.extension:
+            kw["map"] = {**kw.get("map", {}), "extension": opts.extension}
+        if "steps" in kw:
+            kw["keep"] = kw.pop("steps")
+        return LatentMCMC(G, space=space, num_samples=opts.samples, progress=opts.progress, **kw)
+    from .io import zoo
+
+    task = {"colorize": "colorize", "inpaint": "inpaint", "denoise": "denoise"}[opts.task]
+    fusion = opts.fusion or zoo.default_fusion(G, opts.task)
+    return BIGPrior.preset(G, task, fusion, progress=opts.progress, **kw)
+
+
+def baselines(y: torch.Tensor, physics: Physics, opts: RestoreOptions) -> dict[str, torch.Tensor]:
+    """The simple estimates shown beside a restoration: pseudo-inverse and the task's strongest simple one."""
+    pinv = physics.A_dagger(y).clamp(0, 1)
+    if opts.task == "superres":
+        base = F.interpolate(y, scale_factor=opts.factor, mode="bicubic", align_corners=False).clamp(0, 1)
+    else:
+        base = pinv
+    return {"pseudo_inverse": pinv, "baseline": base}
+
+
+def restore(source: str | Path | torch.Tensor, G: Generator, options: RestoreOptions | None = None,
+            **kw: Any) -> Reconstruction:
+    """Restore one image; see the module docstring. ``options`` or keyword options of `RestoreOptions`."""
+    from .metrics import psnr, ssim
+
+    opts = (options or RestoreOptions(**kw)).check()
+    calibration = None
+    if opts.calibration is not None:
+        from .calibration import Calibration, generator_hash, task_key
+
+        calibration = Calibration.load(opts.calibration)
+        calibration.check(generator_hash(G), task_key(opts), opts.method)
+    y, truth, notes = observation_and_truth(source, G, opts)
+    sigma, more = noise_level(opts, y) if not opts.simulate else (float(opts.sigma or 0.0), [])
+    notes += more
+    physics = make_physics(opts, G, sigma).to(G.device)
+    if truth is not None:
+        y = physics(truth.to(G.device), seed=opts.seed).cpu()
+    method = build_method(opts, G, physics)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = method(y.to(G.device), physics, seed=opts.seed)
+    notes += [str(w.message).splitlines()[0] for w in caught]
+    y_dev = y.to(G.device)
+    res.images.update({k: v.cpu() for k, v in baselines(y_dev, physics, opts).items()})
+    if opts.task == "inpaint":
+        m = physics.observed.float().cpu()
+        res.images["merged"] = physics.A_dagger(y_dev).cpu() * m + res.mean * (1 - m)
+    if calibration is not None:
+        from .calibration import interval
+
+        lower, upper = interval(res.mean, calibration.lam, calibration.kind, std=res.std, samples=res.samples)
+        res.images["lower"], res.images["upper"] = lower.clamp(0, 1), upper.clamp(0, 1)
+        res.config["calibration"] = {"file": str(opts.calibration), "alpha": calibration.alpha,
+                                     "delta": calibration.delta, "lambda": calibration.lam, "kind": calibration.kind,
+                                     "bound": calibration.bound, "guarantee": calibration.guarantee()}
+    if truth is not None:
+        res.images["truth"] = truth
+        scored = {"restored": res.mean, **{k: res.images[k] for k in ("baseline", "pseudo_inverse")}}
+        res.history["metrics"] = {k: {"psnr": float(psnr(v, truth)[0]), "ssim": float(ssim(v, truth)[0])}
+                                  for k, v in scored.items()}
+    res.config["input"] = str(source) if not isinstance(source, torch.Tensor) else "<tensor>"
+    res.config["restore_options"] = {k: v for k, v in asdict(opts).items() if k != "progress"}
+    res.config["notes"] = notes
+    return res
+
+
+@dataclass
+class RestoreJob:
+    """A `genprior.batch` job: restore files with one generator (loaded once per worker) and fixed options."""
+
+    generator: str
+    options: RestoreOptions
+    device: str = "auto"
+
+    def setup(self) -> None:
+        from .io.checkpoints import load_generator
+
+        self.options.check()
+        self._G = load_generator(self.generator, device=self.device)
+
+    def run_one(self, input_path: Path, out_dir: Path) -> dict[str, Any]:
+        res = restore(input_path, self._G, self.options)
+        res.save(out_dir, overwrite=True)
+        metrics = res.history.get("metrics", {})
+        return {f"{k}_{m}": v for k, d in metrics.items() for m, v in d.items()}

@@ -51,15 +51,25 @@ class Reconstruction:
     version: str = __version__
 
     def render(self, G: Any) -> torch.Tensor:
-        """Re-render ``mean`` from the stored latent and noise with generator G -> (N, C, H, W) in [0, 1]."""
+        """Re-render ``mean`` exactly from the saved state with generator G -> (N, C, H, W) in [0, 1].
+
+        Each method registers how its results render (latent, noise maps, range extension, consistency, ...);
+        a result of another origin renders from its latent and noise maps.
+        """
+        from .methods.base import has_renderer, renderer_for
+
+        method = self.config.get("method", "")
+        if has_renderer(method):
+            return renderer_for(method)(G, self)
         if self.latent is None:
             raise ValueError("this reconstruction stores no latent")
         with torch.no_grad():
             noise = {k: v.to(G.device) for k, v in self.noise.items()}
             return G.render(self.latent.to(G.device), noise=noise or None).cpu()
 
-    def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write the result into ``directory`` (created; all-or-nothing: written to a temp dir, then renamed)."""
+    def save(self, directory: str | os.PathLike, *, overwrite: bool = False, report: bool = True) -> Path:
+        """Write the result into ``directory`` (created; all-or-nothing: written to a temp dir, then renamed),
+        with its report (``report.png``, ``index.html``; `genprior.report`) unless ``report=False``."""
         directory = Path(directory)
         if directory.exists() and any(directory.iterdir()) and not overwrite:
             raise FileExistsError(f"{directory} exists and is not empty; refusing to overwrite it")
@@ -67,6 +77,10 @@ class Reconstruction:
         tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
         try:
             self._write(tmp)
+            if report:
+                from .report import write_report
+
+                write_report(tmp, self)
             os.chmod(tmp, 0o777 & ~umask())
             if directory.exists():
                 shutil.rmtree(directory)
@@ -77,10 +91,11 @@ class Reconstruction:
         return directory
 
     def _write(self, d: Path) -> None:
-        tensors = {k: getattr(self, k).contiguous() for k in _TENSORS if getattr(self, k) is not None}
-        tensors.update({f"noise.{k}": v.contiguous() for k, v in self.noise.items()})
-        tensors.update({f"image.{k}": v.contiguous() for k, v in self.images.items()})
-        tensors.update({f"tensor.{k}": v.contiguous() for k, v in self.tensors.items()})
+        own = lambda t: t.detach().cpu().clone().contiguous()  # noqa: E731  (safetensors refuses shared memory)
+        tensors = {k: own(getattr(self, k)) for k in _TENSORS if getattr(self, k) is not None}
+        tensors.update({f"noise.{k}": own(v) for k, v in self.noise.items()})
+        tensors.update({f"image.{k}": own(v) for k, v in self.images.items()})
+        tensors.update({f"tensor.{k}": own(v) for k, v in self.tensors.items()})
         with atomic_path(d / "state.safetensors") as tmp:
             save_file(tensors, str(tmp), metadata={"genprior_version": self.version})
         meta = {"seed": self.seed, "version": self.version, "config": self.config, "history": self.history}

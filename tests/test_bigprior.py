@@ -11,7 +11,7 @@ import torch
 
 from genprior.errors import GenpriorError
 from genprior.io.images import read_image
-from genprior.methods.bigprior import BIGPrior, read_official_state_dict
+from genprior.methods.fusion import FusionNet, read_official_state_dict
 from genprior.methods.fusion_data import FusionTriples, index_folder
 from genprior.methods.fusion_nets import BoundedPhi, DnCNNPhi
 from genprior.methods.fusion_test import test_fusion
@@ -33,7 +33,7 @@ def col(shared):
 
 @pytest.fixture(scope="module")
 def official(col):
-    return BIGPrior.load(col["net"])
+    return FusionNet.load(col["net"])
 
 
 def _stored(col, name, images):
@@ -49,7 +49,7 @@ def _read_uint8(path) -> torch.Tensor:
     return (read_image(path, 3) * 255).round().to(torch.uint8)
 
 
-def compare_to_reference(model: BIGPrior, dataset: FusionTriples, reference) -> dict:
+def compare_to_reference(model: FusionNet, dataset: FusionTriples, reference) -> dict:
     """Pixel agreement of ``model``'s outputs and φ maps with stored 8-bit ones (``<stem>.*``, ``<stem>_phi.*``).
 
     The float outputs are quantised as torchvision's ``save_image`` (the official test's writer). Returns, for
@@ -89,7 +89,7 @@ def test_official_state_dict_loads_strictly(col):
     net.load_state_dict(sd, strict=True)
     assert sum(p.numel() for p in net.parameters()) == 557_184
     assert sum(p.numel() for p in DnCNNPhi(in_channels=3).parameters()) == 558_336
-    model = BIGPrior.load(col["net"] / "net_24.pth")
+    model = FusionNet.load(col["net"] / "net_24.pth")
     assert (model.task, model.in_channels, model.kind) == ("colorization", 1, "dncnn")
 
 
@@ -225,15 +225,15 @@ def test_train_resume_and_new_ids(col, tiny, tmp_path, net, options, augment, on
     assert fresh.name == "col_2"
     assert json.loads((fresh / "history.json").read_text())["loss"] == pytest.approx(hist["loss"], rel=1e-5)
     # resuming reproduces an uninterrupted run
-    a = BIGPrior.load(run).net.state_dict()
-    b = BIGPrior.load(fresh).net.state_dict()
+    a = FusionNet.load(run).net.state_dict()
+    b = FusionNet.load(fresh).net.state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-6)
 
     done = train_fusion(tiny, tmp_path, epochs=1, **kw)  # the latest run is complete: a new id
     assert done.name == "col_3"
 
-    model = BIGPrior.load(run)
+    model = FusionNet.load(run)
     assert (model.kind, model.task, model.in_channels) == (net, "colorization", 1)
     res = test_fusion(model, tiny, tmp_path / "test", progress=False)
     assert set(res["per_image"]) == set(tiny.stems)
@@ -280,7 +280,7 @@ def test_bounded_phi_takes_the_holes_from_the_prior():
     assert torch.equal(phi[..., 4:12, 4:12], torch.ones(1, 3, 8, 8))  # holes: all prior, exactly
     outside = phi[..., :4, :]
     assert outside.min() < 0.9 and outside.std() > 0.01  # elsewhere the net decides
-    fused = BIGPrior(net, "inpainting")(y + 0.5, g + 0.5, m)[0]
+    fused = FusionNet(net, "inpainting")(y + 0.5, g + 0.5, m)[0]
     assert torch.allclose(fused[..., 4:12, 4:12], (g + 0.5)[..., 4:12, 4:12].clamp(0, 1), atol=1e-6)
 
 
@@ -313,13 +313,13 @@ def test_wrong_task_or_channels_are_clear_errors(official, tiny, tmp_path):
         official(torch.rand(1, 1, 32, 32), g, task="inpainting")
     with pytest.raises(GenpriorError, match="GAN estimate"):
         official(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32))
-    rgb = BIGPrior(DnCNNPhi(in_channels=3, layers=3, features=8), "inpainting")
+    rgb = FusionNet(DnCNNPhi(in_channels=3, layers=3, features=8), "inpainting")
     with pytest.raises(GenpriorError, match="trained for inpainting .* for colorization"):
         test_fusion(rgb, tiny, tmp_path / "t", progress=False)
     with pytest.raises(GenpriorError, match="needs 1-channel input"):
-        BIGPrior(DnCNNPhi(in_channels=3, layers=3, features=8), "colorization")
+        FusionNet(DnCNNPhi(in_channels=3, layers=3, features=8), "colorization")
     with pytest.raises(GenpriorError, match="is a colorization fusion net, not a denoising one"):
-        BIGPrior.load(official.source, task="denoising")
+        FusionNet.load(official.source, task="denoising")
 
 
 def test_mask_files_are_white_where_observed(tmp_path):

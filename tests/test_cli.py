@@ -109,8 +109,9 @@ def test_restore_bad_input(tmp_path):
     assert res.exit_code == 1 and "not a readable image" in res.output
     res = run("restore", tmp_path, "-g", "dcgan-digiface64", "--task", "denoise", "-o", tmp_path / "o")
     assert res.exit_code == 1 and ("--sigma" in res.output or "not a readable image" in res.output)
-    res = run("restore", bad, "-g", "dcgan-digiface64", "--task", "superres", "--factor", "3", "-o", tmp_path / "o")
-    assert res.exit_code == 1 and "divisible" in res.output
+    good = Path(genprior.__file__).parent / "samples" / "face.png"
+    res = run("restore", good, "-g", "dcgan-digiface64", "--task", "superres", "--factor", "3", "-o", tmp_path / "o")
+    assert res.exit_code == 1 and "does not divide" in res.output
 
 
 def test_train_tiny_run_and_empty_folder(tmp_path, shared):

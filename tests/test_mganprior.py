@@ -30,7 +30,7 @@ def test_colorization_inversion_beats_the_grey_image():
     grey = physics.A_dagger(y)
     assert (psnr(res.mean, truth) > psnr(grey, truth) + 0.5).all()  # measured here: +0.9 dB
     assert res.tensors["z"].shape == (1, 10, 100) and res.tensors["alpha"].shape == (1, 10, 512)
-    assert res.history["loss"][-1] < res.history["loss"][0]
+    assert res.history["loss"]["inversion"][-1] < res.history["loss"]["inversion"][0]
 
 
 def test_presets_and_bad_settings():

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 import genprior
 from genprior.cli import main
 from genprior.methods import MGANPrior
-from genprior.methods.bigprior import BIGPrior
+from genprior.methods.fusion import FusionNet
 from genprior.methods.fusion_nets import BoundedPhi
 from genprior.methods.mganprior import preset_layer
 from genprior.metrics import psnr
@@ -78,7 +78,7 @@ def test_inpainting_inversion_beats_the_pseudo_inverse():
     assert hole_psnr(res.mean) > hole_psnr(pinv) + 3
     assert {k: tuple(v.shape) for k, v in res.tensors.items()} == {"w": (1, 3, 64), "w_tail": (1, 64),
                                                                    "alpha": (1, 3, 129)}
-    assert res.config["code_space"] == "w" and res.history["loss"][-1] < 0.1 * res.history["loss"][0]
+    assert res.config["code_space"] == "w" and res.history["loss"]["inversion"][-1] < 0.1 * res.history["loss"]["inversion"][0]
 
 
 def test_presets_and_bad_split_points(shared):
@@ -99,7 +99,7 @@ def test_presets_and_bad_split_points(shared):
 
 
 def test_cli_bigprior_inpaint_with_a_grey_stylegan2(tmp_path):
-    fusion = BIGPrior(BoundedPhi(in_channels=3, layers=2, features=8, use_mask=True), "inpainting")  # untrained
+    fusion = FusionNet(BoundedPhi(in_channels=3, layers=2, features=8, use_mask=True), "inpainting")  # untrained
     save_file(fusion.net.state_dict(), str(tmp_path / "net_1.safetensors"), metadata=fusion.metadata())
     brain = Path(genprior.__file__).parent / "samples" / "brain.png"
     args = ["restore", brain, "-g", "genprior-brain64", "--task", "inpaint", "--method", "bigprior", "--fusion",
@@ -110,7 +110,7 @@ def test_cli_bigprior_inpaint_with_a_grey_stylegan2(tmp_path):
     assert back.mean.shape == back.phi.shape == (1, 1, 64, 64)  # grey in, grey out through the RGB fusion net
     assert {k: tuple(v.shape) for k, v in back.tensors.items()} == {"w": (1, 30, 128), "w_tail": (1, 128),
                                                                     "alpha": (1, 30, 129)}
-    assert back.config["inversion"]["layer"] == 8 and back.config["inversion"]["code_space"] == "w"
+    assert back.config["inversion"]["layer"] == 8 and back.config["inversion_result"]["code_space"] == "w"
     hole = ~make_mask("center", 64).bool()  # the restore default; the untrained net gives 0.5 outside holes
     assert torch.equal(back.phi[0, 0][hole], torch.ones(int(hole.sum())))
     assert torch.allclose(back.phi[0, 0][~hole], torch.full((int((~hole).sum()),), 0.5))

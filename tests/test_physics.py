@@ -410,8 +410,9 @@ def test_mask_from_file_resize_and_errors(tmp_path):
     assert torch.equal(mask_from_file(path, size=256), center_mask(256))  # nearest: rows 24..39 -> 96..159
     assert mask_from_file(path, size=(32, 16)).shape == (32, 16)
     Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / "white.png")
-    with pytest.raises(ValueError, match="uniform"):
-        mask_from_file(tmp_path / "white.png")
+    assert bool(mask_from_file(tmp_path / "white.png").all())  # uniform white: all observed
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "black.png")
+    assert not bool(mask_from_file(tmp_path / "black.png").any())  # uniform black: all hole
     with pytest.raises(ValueError, match="not found"):
         mask_from_file(tmp_path / "missing.png")
     (tmp_path / "junk.png").write_bytes(b"not an image")

@@ -59,7 +59,7 @@ def test_perceptual_distance_behaves(perceptual):
     noise = torch.randn(x.shape, generator=gen)
     d = [perceptual((x + s * noise).clamp(0, 1), x).mean().item() for s in (0.02, 0.1, 0.3)]
     assert d[0] < d[1] < d[2], d
-    assert 0 < d[2] < 4
+    assert 0 < d[2] < 20
     assert pixel_mse(x, x + 0.1).allclose(torch.full((2,), 0.01))
 
 

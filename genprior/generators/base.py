@@ -68,6 +68,14 @@ class Generator(nn.Module):
             return self.mapping(z, c, truncation_psi=truncation_psi)  # type: ignore[attr-defined]
         return z * truncation_psi
 
+    # ------------------------------------------------------------------ noise inputs
+    def noise_inputs(self) -> dict[str, torch.Tensor]:
+        """The generator's per-layer noise inputs at their constant values: name -> (R, R) map.
+
+        Families without noise inputs (PGGAN, DCGAN) return {}; a ``noise`` dict for `render` uses these names.
+        """
+        return {}
+
     # ------------------------------------------------------------------ images
     def render(self, latent: torch.Tensor, *, noise_mode: str = "const", clamp: bool = True,
                noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:

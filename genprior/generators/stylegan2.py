@@ -281,13 +281,11 @@ class SynthesisNetwork(nn.Module):
         """``noise`` maps layer names like ``"b8.conv0"`` to maps (R, R) or (N, 1, R, R) used instead of the mode."""
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"ws must have shape (N, {self.num_ws}, {self.w_dim}), got {tuple(ws.shape)}")
-        noise = noise or {}
         x = img = None
         ws = ws.float()
         for res, (a, b) in self.w_slices().items():
-            block_noise = {k.split(".", 1)[1]: v for k, v in noise.items() if k.startswith(f"b{res}.")}
             x, img = getattr(self, f"b{res}")(x, img, ws[:, a:b], force_fp32=force_fp32, fused_modconv=fused_modconv,
-                                              noise_mode=noise_mode, noise=block_noise)
+                                              noise_mode=noise_mode, noise=block_noise(noise, res))
         return img
 
     def split(self, k: int) -> tuple["SynthesisHead", "SynthesisTail"]:
@@ -315,6 +313,11 @@ class SynthesisNetwork(nn.Module):
         return out
 
 
+def block_noise(noise: dict[str, torch.Tensor] | None, res: int) -> dict[str, torch.Tensor]:
+    """The maps of block ``res`` from a synthesis-level noise dict ("b8.conv0" -> map), keyed "conv0"/"conv1"."""
+    return {k.split(".", 1)[1]: v for k, v in (noise or {}).items() if k.startswith(f"b{res}.")}
+
+
 def _full_ws(ws: torch.Tensor, num_ws: int) -> torch.Tensor:
     """ws (N, num_ws, w_dim) as is, or one w (N, w_dim) repeated to every row."""
     if ws.ndim == 2:
@@ -338,13 +341,15 @@ class SynthesisHead(nn.Module):
         super().__init__()
         self.synthesis, self.k = synthesis, k
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+    def forward(self, ws: torch.Tensor, noise_mode: str = "const",
+                noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         ws = _full_ws(ws.float(), self.synthesis.num_ws)
         x = img = None
         for res, (a, b) in self.synthesis.w_slices().items():
             if res > self.k:
                 break
-            x, img = getattr(self.synthesis, f"b{res}")(x, img, ws[:, a:b], noise_mode=noise_mode)
+            x, img = getattr(self.synthesis, f"b{res}")(x, img, ws[:, a:b], noise_mode=noise_mode,
+                                                        noise=block_noise(noise, res))
         return x if img is None else torch.cat([x, img], dim=1)
 
 
@@ -361,13 +366,15 @@ class SynthesisTail(nn.Module):
         self.synthesis, self.k = synthesis, k
         self.img_channels = synthesis.img_channels if getattr(synthesis, f"b{k}").num_torgb else 0
 
-    def forward(self, state: torch.Tensor, ws: torch.Tensor, noise_mode: str = "const") -> torch.Tensor:
+    def forward(self, state: torch.Tensor, ws: torch.Tensor, noise_mode: str = "const",
+                noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         ws = _full_ws(ws.float(), self.synthesis.num_ws)
         c = state.shape[1] - self.img_channels
         x, img = (state[:, :c], state[:, c:]) if self.img_channels else (state, None)
         for res, (a, b) in self.synthesis.w_slices().items():
             if res > self.k:
-                x, img = getattr(self.synthesis, f"b{res}")(x, img, ws[:, a:b], noise_mode=noise_mode)
+                x, img = getattr(self.synthesis, f"b{res}")(x, img, ws[:, a:b], noise_mode=noise_mode,
+                                                            noise=block_noise(noise, res))
         return img
 
 
@@ -414,6 +421,10 @@ class StyleGAN2Generator(Generator):
             ValueError: ``k`` is not one of the valid block resolutions (the message lists them).
         """
         return self.synthesis.split(k)
+
+    def noise_inputs(self) -> dict[str, torch.Tensor]:
+        """Every noise input's constant map, name ("b8.conv0", ...) -> (R, R), in synthesis order."""
+        return {name: self.synthesis.get_submodule(name).noise_const for name in self.synthesis.noise_shapes()}
 
     def render(self, latent: torch.Tensor, *, noise_mode: str = "const", clamp: bool = True,
                noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:

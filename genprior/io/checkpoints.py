@@ -62,12 +62,15 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, StateDict]:
 def load_generator(path_or_name: str | os.PathLike, device: str | torch.device = "auto") -> Generator:
     """A frozen generator in eval mode from a checkpoint path or a zoo name (see `genprior.io.zoo`)."""
     path = Path(path_or_name)
+    zoo_name = None
     if not path.exists() and os.sep not in str(path_or_name) and not path.suffix:
         from . import zoo
 
         path = zoo.fetch(str(path_or_name))  # unknown names raise with close-name suggestions
+        zoo_name = str(path_or_name)
     config, sd = read_checkpoint(path)
     G = build_from_state_dict(config, sd, str(path))
+    G.zoo_name = zoo_name  # the zoo entry it came from (None for a path): picks default fusion nets, calibrations
     return G.eval().requires_grad_(False).to(resolve_device(device))
 
 

@@ -238,3 +238,14 @@ def _manual_message(entry: ModelEntry, target: Path, reason: str, problems: list
 for _spec in MODELS:
     register(ModelEntry(**_spec))
 del _spec
+
+
+def default_fusion(G: Any, task: str) -> Path:
+    """The zoo's fusion net for generator G (loaded by zoo name) and task (colorize, inpaint, denoise)."""
+    name = getattr(G, "zoo_name", None)
+    for entry in list_models("fusion"):
+        cfg = entry.config or {}
+        if name is not None and cfg.get("generator") == name and cfg.get("task") == task:
+            return fetch(entry, progress=False)
+    raise GenpriorError(f"no fusion net in the zoo for {name or 'this generator'} and {task}; pass --fusion "
+                        "(train one with `genprior bigprior train`)")

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import GenpriorError
 from ..io.images import IMAGE_SUFFIXES, read_image
-from .bigprior import check_task_name, task_channels
+from .fusion import check_task_name, task_channels
 
 __all__ = ["FusionTriples", "collate", "index_folder"]
 

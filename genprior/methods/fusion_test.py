@@ -18,7 +18,7 @@ from ..io.images import save_image
 from ..metrics import colorization_auc, psnr, ssim
 from ..progress import progress as progress_bar
 from ..training import run_state
-from .bigprior import BIGPrior
+from .fusion import FusionNet
 from .fusion_data import FusionTriples, collate
 
 __all__ = ["test_fusion"]
@@ -30,7 +30,7 @@ def _save_npy(path: Path, arr: np.ndarray, overwrite: bool) -> None:
             np.save(f, arr, allow_pickle=False)
 
 
-def test_fusion(model: BIGPrior | str | os.PathLike, dataset: FusionTriples, out_dir: str | os.PathLike, *,
+def test_fusion(model: FusionNet | str | os.PathLike, dataset: FusionTriples, out_dir: str | os.PathLike, *,
                 batch: int = 4, overwrite: bool = False, progress: bool = True) -> dict:
     """Run a fusion net on ``dataset``; write outputs, φ maps and ``metrics.json`` into ``out_dir``.
 
@@ -39,7 +39,7 @@ def test_fusion(model: BIGPrior | str | os.PathLike, dataset: FusionTriples, out
     the GAN estimate (``*_gan``), ``mean_phi`` and ``phi_outside`` (share of φ values outside [0, 1]).
     Returns the metrics dict (``per_image`` by stem, ``mean`` over images).
     """
-    fusion = model if isinstance(model, BIGPrior) else BIGPrior.load(model)
+    fusion = model if isinstance(model, FusionNet) else FusionNet.load(model)
     fusion.check(task=dataset.task, channels=dataset.channels)
     out_dir = Path(out_dir)
     if (out_dir / "metrics.json").exists() and not overwrite:

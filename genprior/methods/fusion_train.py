@@ -5,7 +5,7 @@ The official recipe: loss ``MSE + phi_weight·|mean φ|`` in the [−0.5, 0.5] d
 ``<out_root>/<name>_<id>`` (ids 1, 2, …; existing folders are never overwritten; names are matched exactly, so
 ``col`` and ``col_bedroom`` keep separate counters) with ``args.json``, ``history.json`` (per-epoch loss,
 MSE, mean φ, PSNR, lr, seconds) and per-epoch checkpoints ``checkpoints/net_<e>.safetensors`` (weights +
-config, loadable by `BIGPrior.load`) and ``checkpoints/train_<e>.safetensors`` + ``train_<e>.json``
+config, loadable by `FusionNet.load`) and ``checkpoints/train_<e>.safetensors`` + ``train_<e>.json``
 (optimiser, scheduler and RNG state, through `genprior.training.run_state`; the JSON, written last, marks the
 epoch complete). Epochs count from 0 as the official code (``net_24`` is the 25th epoch).
 """
@@ -26,7 +26,7 @@ from ..errors import GenpriorError
 from ..metrics import psnr
 from ..progress import progress as progress_bar
 from ..training import run_state
-from .bigprior import BIGPrior, check_task_name, task_channels
+from .fusion import FusionNet, check_task_name, task_channels
 from .fusion_data import FusionTriples, collate
 from .fusion_nets import NET_KINDS, BoundedPhi, DnCNNPhi
 
@@ -131,7 +131,7 @@ def train_fusion(dataset: FusionTriples, out_root: str | os.PathLike, *, net: st
     c_in = task_channels(task)
     model = (DnCNNPhi(in_channels=c_in, **opts) if net == "dncnn" else BoundedPhi(in_channels=c_in, **opts))
     model.to(device)
-    fusion = BIGPrior(model, task)
+    fusion = FusionNet(model, task)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=t0_epochs)
     history: dict[str, list] = {k: [] for k in ("epoch", "loss", "mse", "mean_phi", "psnr", "lr", "seconds")}

@@ -31,15 +31,16 @@ PGGAN's composing feature has at that index (`preset_layer`: 4 -> 8x8, 6 -> 16x1
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from ..generators import Generator
 from ..losses import VGG16Features
+from ..physics import Physics
 from ..result import Reconstruction
+from .base import History, Method, register_renderer
 from .optim import minimise
 
 # Official BIGPrior / mGANprior settings per task (BIGPRIOR.md §2.4): composing layer, codes, iterations, VGG λ.
@@ -74,7 +75,7 @@ def preset_layer(G: Generator, k: int) -> int:
     return min(2 ** (k // 2 + 1), G.resolution // 2)
 
 
-class MGANPrior:
+class MGANPrior(Method):
     """``MGANPrior(G, layer=4, codes=20)(y, physics, seed=0)`` -> `Reconstruction` (``mean`` = the inversion).
 
     ``layer`` is ``G.split``'s k: a module index for PGGAN / DCGAN, a block resolution for StyleGAN2.
@@ -83,17 +84,25 @@ class MGANPrior:
     StyleGAN2 (C_k then includes the skip image's channels).
     """
 
+    name = "mganprior"
+
     def __init__(self, G: Generator, *, progress: bool = False, **config: Any) -> None:
-        self.G = G
+        super().__init__(G, progress=progress)
         self.cfg = MGANPriorConfig(**config)
         if self.cfg.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', not {self.cfg.optimizer!r}")
+        for name in ("steps", "codes"):
+            value = getattr(self.cfg, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         self.space = "w" if G.w_dim is not None else "z"  # where the codes live
         if getattr(G, "c_dim", 0):
             raise ValueError("mGANprior does not support conditional generators (c_dim > 0)")
         self.head, self.tail = G.split(self.cfg.layer)
-        self.progress = progress
         self._vgg: VGG16Features | None = None
+
+    def total_steps(self) -> int:
+        return self.cfg.steps
 
     @classmethod
     def preset(cls, G: Generator, task: str, *, official: bool = False, **overrides: Any) -> "MGANPrior":
@@ -154,28 +163,31 @@ class MGANPrior:
             out = out + self.cfg.vgg_weight * 0.001 * (self.vgg_relu3_3(fx) - y_vgg).abs().flatten(1).mean(1)
         return out
 
-    def __call__(self, y: torch.Tensor, physics: torch.nn.Module, *, seed: int = 0,
-                 callback: Callable[[int, torch.Tensor], None] | None = None) -> Reconstruction:
+    def run(self, y: torch.Tensor, physics: Physics, gen: torch.Generator, history: History) -> Reconstruction:
         cfg = self.cfg
-        if not torch.isfinite(y).all():
-            raise ValueError("the observation contains NaN or infinite values")
-        y = y.to(self.G.device).float()
+        seed = int(torch.randint(2**31 - 1, (1,), generator=gen))
         params = self.init_codes(y.shape[0], seed, y.device)
         codes, alpha, w_tail = params.get("z", params.get("w")), params["alpha"], params.get("w_tail")
         leaves = list(params.values())
         opt = torch.optim.SGD(leaves, lr=cfg.lr) if cfg.optimizer == "sgd" else torch.optim.Adam(leaves, lr=cfg.lr)
         with torch.no_grad():
             y_vgg = self.vgg_relu3_3(y) if cfg.vgg_weight else None
-        start = time.perf_counter()
-        history = minimise(opt, lambda: (self.loss(self.compose(codes, alpha, w_tail), y, physics, y_vgg), None),
-                           cfg.steps, desc="mGANprior", progress=self.progress,
-                           on_step=None if callback is None else (lambda step, loss, _: callback(step, loss)))
+        minimise(opt, lambda step: (self.loss(self.compose(codes, alpha, w_tail), y, physics, y_vgg), {}),
+                 cfg.steps, history, stage="inversion", progress=self.progress)
         with torch.no_grad():
             x = self.compose(codes, alpha, w_tail).clamp(0, 1)
-        return Reconstruction(
-            mean=x.cpu(), observation=y.cpu(), seed=seed,
-            tensors={k: v.detach().cpu() for k, v in params.items()},
-            config={"method": "mganprior", **asdict(cfg), "code_space": self.space, "generator": self.G.config,
-                    "physics": getattr(physics, "config", lambda: {"name": type(physics).__name__})()},
-            history={"loss": history, "seconds": time.perf_counter() - start},
-        )
+        return Reconstruction(mean=x.cpu(), observation=y.cpu(),
+                              tensors={k: v.detach().cpu() for k, v in params.items()},
+                              config={"code_space": self.space})
+
+
+def render_mganprior(G: Generator, rec: Reconstruction) -> torch.Tensor:
+    """Re-compose an mGANprior result from its saved codes and importances."""
+    cfg = {k: v for k, v in rec.config.items() if k in MGANPriorConfig.__dataclass_fields__}
+    inv = MGANPrior(G, **cfg)
+    t = {k: v.to(G.device) for k, v in rec.tensors.items()}
+    with torch.no_grad():
+        return inv.compose(t.get("z", t.get("w")), t["alpha"], t.get("w_tail")).clamp(0, 1).cpu()
+
+
+register_renderer(MGANPrior.name, render_mganprior)

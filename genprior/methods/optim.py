@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Callable
 
 import torch
-from tqdm.auto import tqdm
+
+from ..progress import progress as progress_bar
+from .base import History
 
 
 def lr_at(t: float, lr: float, schedule: str) -> float:
@@ -19,26 +21,26 @@ def lr_at(t: float, lr: float, schedule: str) -> float:
     raise ValueError(f"schedule must be 'constant' or 'cosine', not {schedule!r}")
 
 
-def minimise(opt: torch.optim.Optimizer, loss_fn: Callable[[], tuple[torch.Tensor, Any]], steps: int, *,
-             lr: float | None = None, schedule: str = "constant", desc: str = "", progress: bool = False,
-             on_step: Callable[[int, torch.Tensor, Any], None] | None = None) -> list[float]:
-    """Run ``steps`` optimiser steps on ``loss_fn() -> (per-image losses (N,), extra)``; returns the mean losses.
+def minimise(opt: torch.optim.Optimizer, loss_fn: Callable[[int], tuple[torch.Tensor, dict[str, torch.Tensor]]],
+             steps: int, history: History, *, stage: str, lr: float | None = None, schedule: str = "constant",
+             progress: bool = False, after_step: Callable[[int], None] | None = None) -> None:
+    """Run ``steps`` optimiser steps on ``loss_fn(step) -> (per-image losses (N,), terms)``.
 
     Images are independent problems, so their losses are summed for the backward pass. With ``lr`` set, the
-    learning rate follows ``schedule`` (see `lr_at`). ``on_step(step, losses, extra)`` sees every step.
+    learning rate follows ``schedule`` (see `lr_at`). Every step is recorded in ``history`` under ``stage``
+    (which raises `DivergenceError` on a non-finite loss); ``after_step(step)`` runs after each update
+    (projections, renormalisation).
     """
-    history: list[float] = []
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
+    bar = progress_bar(range(steps), desc=stage, enabled=progress)
     for step in bar:
         if lr is not None:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step / max(steps - 1, 1), lr, schedule)
-        losses, extra = loss_fn()
+        losses, terms = loss_fn(step)
+        history.record(stage, step, losses, terms)
         opt.zero_grad(set_to_none=True)
         losses.sum().backward()
         opt.step()
-        history.append(float(losses.detach().mean()))
-        bar.set_postfix(loss=f"{history[-1]:.4g}")
-        if on_step is not None:
-            on_step(step, losses.detach(), extra)
-    return history
+        if after_step is not None:
+            after_step(step)
+        bar.set_postfix(loss=f"{history.loss[stage][-1]:.4g}")

@@ -1,36 +1,42 @@
-"""Variational BRGM: a diagonal Gaussian posterior over the generator latent, trained on the proper ELBO.
+"""Variational BRGM: a Gaussian posterior over the generator latent, trained on the proper ELBO, with the
+generator's misfit in the likelihood and in the pixel samples.
 
-The model, in calibrated sum form (so that the posterior width means something):
+The model (calibrated sum form, so that widths mean something):
 
-* likelihood  ``-log p(y | w) = Σ (f(G(w)) - y)² / (2 σ_n²)`` over observed values (σ_n: the physics' noise
-  std, or ``noise_sigma``), plus optional ``perceptual_weight · Q``;
-* prior       ``-log p(w) = ½ Σ ((w - w̄) / s_d)²`` with per-dimension mean w̄ and std s_d of the latent
-  (`genprior.priors.latent_stats`), each W+ row independent, plus optional ``cosine_weight · C``.
+* the truth is ``x = G(w) + r``: the generator's image plus a residual r the generator cannot produce,
+  ``r ~ N(0, τ² K)`` (K a smooth covariance, `genprior.physics.consistency`);
+* the sensor ``y = A x + n``, ``n ~ N(0, σ_n² I)``; integrating r out on the observation grid gives the latent
+  likelihood ``Σ (A G(w) - y)² / (2 σ²)`` with ``σ² = σ_n² + τ_y²`` (τ_y²: the misfit variance per observed value,
+  estimated from the MAP fit's residual when ``misfit=True``);
+* the prior ``½ Σ ((w - w̄) / s_d)²`` (per-dimension mean and std of the latent), as MAP's.
 
-q(w) = N(μ, diag σ² + U Uᵀ) minimises ``-ELBO = E_q[E(w)] / T - H[q]`` (the entropy term BRGM's official
-code lacks; ``temperature`` T = 1 is the Bayesian posterior). ``rank`` = 0 is the mean-field posterior
-(H = Σ log σ); ``rank`` r > 0 adds r shared directions U (D x r) that capture the correlations the forward
-model creates between latent dimensions (H = Σ log σ + ½ log det(I + Uᵀ diag(σ⁻²) U)), which a mean-field q
-ignores and thereby under-states the uncertainty. ``anneal`` tempers the likelihood early in the run (σ from
-anneal·σ_n down to σ_n by mid-run), which lets μ cross the sharp valleys of a σ_n = 0.01 likelihood
-(``history['neg_elbo']`` is of the tempered objective). μ starts at a short MAP fit; with
-``optimize_noise`` that fit also places the StyleGAN2 noise maps, which then stay fixed.
+q(w) = N(μ, diag σ_q² + U Uᵀ) minimises ``-ELBO = E_q[E(w)] / T - H[q]``; ``rank`` r > 0 adds r shared
+directions U (entropy ``Σ log σ_q + ½ log det(I + Uᵀ diag(σ_q⁻²) U)``). μ starts at the MAP fit (`BRGM`, its
+range extension kept fixed under q); ``anneal`` tempers the likelihood early (σ from anneal·σ down to σ by
+mid-run). Samples: latents drawn from q, rendered, then each made consistent with the observation by drawing
+the residual r from its posterior given the sample's misfit (Matheron's rule; ``consistency="sample"``), so the
+samples differ where the data are silent (an in-painting hole) and agree where they are not. ``mean`` and
+``std`` are the per-pixel mean and std of the samples.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from ..generators import Generator
-from ..priors import cosine_prior
+from ..physics import Physics
+from ..physics.consistency import misfit_variance, posterior_sample
 from ..result import Reconstruction
-from .brgm import BRGM
+from .base import History, Method, register_renderer
+from .brgm import BRGM, apply_consistency
+from .extension import Extension, extension_from_state
 from .optim import minimise
+
+SAMPLE_STREAM = 1_000_003  # the posterior samples use their own seeded stream, so that render() redraws them
 
 
 @dataclass
@@ -38,77 +44,98 @@ class VIConfig:
     """Every setting of a variational run (saved with each result)."""
 
     space: str = "w+"
-    steps: int = 200
+    steps: int = 100
     lr: float = 0.05
     schedule: str = "cosine"
     mc_samples: int = 4  # reparameterised samples per step
-    noise_sigma: float | None = None  # likelihood std in [0, 1] units; None: the physics' sigma, else 0.02
+    noise_sigma: float | None = None  # sensor noise std; None: the physics' sigma
+    sigma_floor: float = 0.01
+    misfit: bool = True  # add the MAP residual's misfit variance to the likelihood's
     temperature: float = 1.0
     perceptual_weight: float = 0.0
     cosine_weight: float = 0.0
-    init_std: float = 0.05  # initial σ as a fraction of the latent's per-dimension std
-    map_steps: int = 100  # MAP steps that place μ before the ELBO steps (0: start at the mean latent)
+    init_std: float = 0.05  # initial σ_q as a fraction of the latent's per-dimension std
+    map_steps: int = 300  # steps of the MAP fit that places μ (0: start at the mean latent, no extension)
+    map: dict[str, Any] = field(default_factory=dict)  # other settings of that fit (e.g. extension="ilo")
     optimize_noise: bool = False  # StyleGAN2: the MAP fit also fits the noise maps (kept fixed under q)
-    perceptual: str = "auto"  # perceptual distance of the MAP fit and of perceptual_weight: auto, lpips, vgg
+    perceptual: str = "auto"
     num_samples: int = 16  # posterior samples returned per image
     rank: int = 0  # low-rank directions of q's covariance (0: diagonal, mean-field)
-    anneal: float = 10.0  # likelihood σ starts at anneal·σ_n and decays geometrically to σ_n by mid-run (1: off)
+    anneal: float = 10.0  # likelihood σ starts at anneal·σ and decays geometrically to σ by mid-run (1: off)
+    consistency: str = "sample"  # "sample" (residual drawn from its posterior), "soft", "hard" or "none"
+    consistency_smoothness: float = 1.0
 
 
-class VariationalBRGM:
-    """``VariationalBRGM(G, steps=200)(y, physics, seed=0)`` -> `Reconstruction` with samples and std.
+class VariationalBRGM(Method):
+    """``VariationalBRGM(G, steps=100)(y, physics, seed=0)`` -> `Reconstruction` with samples and std.
 
     ``mean`` is the per-pixel mean of the returned samples, ``std`` their per-pixel std, ``samples``
-    (N, S, C, H, W); ``latent`` is μ and ``latent_std`` σ.
+    (N, S, C, H, W); ``latent`` is μ and ``latent_std`` the marginal std of q.
     """
 
+    name = "brgm-vi"
+
     def __init__(self, G: Generator, *, progress: bool = False, **config: Any) -> None:
-        self.G = G
+        super().__init__(G, progress=progress)
         self.cfg = VIConfig(**config)
-        self.progress = progress
-        self.map = BRGM(G, space=self.cfg.space, steps=self.cfg.map_steps, lr=0.1, progress=progress,
-                        optimize_noise=self.cfg.optimize_noise, perceptual=self.cfg.perceptual)
+        cfg = self.cfg
+        for name, least in (("steps", 1), ("mc_samples", 1), ("num_samples", 2), ("map_steps", 0), ("rank", 0)):
+            value = getattr(cfg, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        if cfg.consistency not in ("sample", "soft", "hard", "none"):
+            raise ValueError(f"consistency must be sample, soft, hard or none, not {cfg.consistency!r}")
+        map_cfg = {"extension": "tune", **cfg.map}
+        self.map = BRGM(G, space=cfg.space, steps=max(cfg.map_steps, 1), progress=progress,
+                        optimize_noise=cfg.optimize_noise, perceptual=cfg.perceptual, sigma_floor=cfg.sigma_floor,
+                        noise_sigma=cfg.noise_sigma, **map_cfg)
 
-    def noise_sigma(self, physics: torch.nn.Module) -> float:
-        if self.cfg.noise_sigma is not None:
-            return float(self.cfg.noise_sigma)
-        sigma = float(getattr(physics, "sigma", 0.0) or 0.0)
-        return sigma if sigma > 0 else 0.02
+    def total_steps(self) -> int:
+        return (self.map.total_steps() if self.cfg.map_steps else 0) + self.cfg.steps
 
-    def energy(self, w: torch.Tensor, y: torch.Tensor, physics: torch.nn.Module, sigma_n: float,
-               y_features: list[torch.Tensor] | None, noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
-        """Per-sample negative log joint (up to a constant), (N,); noise maps (N, 1, R, R) or None."""
+    def sensor_sigma(self, physics: Physics) -> float:
+        return self.map.sigma(physics)
+
+    def energy(self, w: torch.Tensor, y: torch.Tensor, physics: Physics, sigma: torch.Tensor,
+               ext: Extension, noise: dict[str, torch.Tensor] | None, y_features: Any = None) -> torch.Tensor:
+        """Negative log joint per latent (up to a constant), (N,); sigma (N,) the likelihood std per latent."""
         st = self.map.stats
-        fx = physics.A(self.G.render(w, clamp=False, noise=noise))
-        e = (fx - y).flatten(1).square().sum(1) / (2 * sigma_n**2)
+        fx = physics.A(ext.render(self.G, w, noise))
+        e = (fx - y).flatten(1).square().sum(1) / (2 * sigma ** 2)
         e = e + 0.5 * ((w - st.mean) / st.std).flatten(1).square().sum(1)
         if self.cfg.perceptual_weight:
             e = e + self.cfg.perceptual_weight * self.map.perceptual(fx, y_features)
-        if self.cfg.cosine_weight and self.cfg.space == "w+":
+        if self.cfg.cosine_weight and w.ndim == 3:
+            from ..priors import cosine_prior
+
             e = e + self.cfg.cosine_weight * cosine_prior(w)
         return e
 
-    def __call__(self, y: torch.Tensor, physics: torch.nn.Module, *, seed: int = 0,
-                 callback: Callable[[int, torch.Tensor, torch.Tensor, float], None] | None = None) -> Reconstruction:
+    def run(self, y: torch.Tensor, physics: Physics, gen: torch.Generator, history: History) -> Reconstruction:
         cfg = self.cfg
-        if not torch.isfinite(y).all():
-            raise ValueError("the observation contains NaN or infinite values")
-        y = y.to(self.G.device).float()
         n = y.shape[0]
-        sigma_n = self.noise_sigma(physics)
-        start = time.perf_counter()
-        noise: dict[str, torch.Tensor] = {}
+        from .extension import NoExtension
+
         if cfg.map_steps:
-            fit = self.map(y, physics, seed=seed)
-            mu0 = fit.latent.to(y.device)
-            noise = {k: v.to(y.device) for k, v in fit.noise.items()}
+            mu0, noise, ext = self.map.fit(y, physics, gen, history)
         else:
-            torch.manual_seed(seed)
-            mu0 = self.map.initial_latent(y, physics, None)
-        gen = torch.Generator(device=y.device).manual_seed(seed)
+            energy = self.map.energy(physics)
+            mu0, noise, ext = self.map.initial_latent(y, physics, energy, None, gen), {}, NoExtension()
+        noise_arg = noise or None
+        sigma_n = self.sensor_sigma(physics)
+        with torch.no_grad():
+            residual = y - physics.A(ext.render(self.G, mu0, noise_arg))
+            misfit = (residual.flatten(1).square().mean(1) - sigma_n ** 2).clamp_min(0) if cfg.misfit \
+                else torch.zeros(n, device=y.device)
+            # the generator's own misfit (before range extension) sets the spread of the pixel residual
+            x_range = self.G.render(mu0, noise=noise_arg)
+            tau2 = misfit_variance(y - physics.A(x_range), physics, x_range.shape, sigma_n,
+                                   cfg.consistency_smoothness)
+        sigma = (sigma_n ** 2 + misfit).sqrt()  # (N,) likelihood std per image
+
         std_d = self.map.stats.std.expand_as(mu0)
         mu = mu0.clone().requires_grad_(True)
-        rho = torch.log(torch.expm1(cfg.init_std * std_d)).clone().requires_grad_(True)  # σ = softplus(ρ)
+        rho = torch.log(torch.expm1(cfg.init_std * std_d)).clone().requires_grad_(True)  # σ_q = softplus(ρ)
         d = mu0[0].numel()
         factors = (0.1 * cfg.init_std * std_d.reshape(n, d, 1) / max(cfg.rank, 1) ** 0.5
                    * torch.randn((n, d, cfg.rank), generator=gen, device=y.device)).requires_grad_(True)
@@ -117,64 +144,98 @@ class VariationalBRGM:
         if cfg.perceptual_weight:
             with torch.no_grad():
                 y_features = [f.repeat(cfg.mc_samples, 1, 1, 1) for f in self.map.perceptual.features(y)]
-        y_rep = y.repeat(cfg.mc_samples, 1, 1, 1)
-        noise_rep = {k: v.repeat(cfg.mc_samples, 1, 1, 1) for k, v in noise.items()} or None
+        k = cfg.mc_samples
+        y_rep, ext_rep = y.repeat(k, 1, 1, 1), ext.repeat(k)
+        noise_rep = {name: v.repeat(k, 1, 1, 1) for name, v in noise.items()} or None
+        sigma_rep = sigma.repeat(k)
 
-        step = [0]
+        def neg_elbo(step: int) -> tuple[torch.Tensor, dict]:
+            sig_q = F.softplus(rho)
+            w = draw(mu, sig_q, factors, k, gen).flatten(0, 1)  # [k*N, ...], sample-major
+            temper = cfg.anneal ** max(0.0, 1 - 2 * step / max(cfg.steps, 1))
+            e = self.energy(w, y_rep, physics, sigma_rep * temper, ext_rep, noise_rep, y_features).view(k, n).mean(0)
+            h = entropy(sig_q, factors)
+            return e / cfg.temperature - h, {"energy": e.detach(), "entropy": h.detach()}
 
-        def neg_elbo() -> tuple[torch.Tensor, torch.Tensor]:
-            sigma = F.softplus(rho)
-            w = self.draw(mu, sigma, factors, cfg.mc_samples, gen).flatten(0, 1)  # [S*N, ...], sample-major
-            sigma_t = sigma_n * cfg.anneal ** max(0.0, 1 - 2 * step[0] / max(cfg.steps, 1))
-            step[0] += 1
-            e = self.energy(w, y_rep, physics, sigma_t, y_features, noise_rep).view(cfg.mc_samples, n).mean(0)
-            return e / cfg.temperature - self.entropy(sigma, factors), sigma  # -ELBO per image, + const
-
-        on_step = None if callback is None else (
-            lambda step, loss, sigma: callback(step, mu.detach(), sigma.detach(), float(loss.mean())))
-        history = minimise(opt, neg_elbo, cfg.steps, lr=cfg.lr, schedule=cfg.schedule, desc="BRGM VI",
-                           progress=self.progress, on_step=on_step)
-        mu, sigma, factors = mu.detach(), F.softplus(rho).detach(), factors.detach()
-        samples = self.sample(mu, sigma, cfg.num_samples, gen, noise or None, factors)
-        marginal_std = (sigma.square() + factors.square().sum(-1).view_as(sigma)).sqrt()
+        minimise(opt, neg_elbo, cfg.steps, history, stage="vi", lr=cfg.lr, schedule=cfg.schedule,
+                 progress=self.progress)
+        mu, sig_q, factors = mu.detach(), F.softplus(rho).detach(), factors.detach()
+        samples_gen = torch.Generator(device=y.device).manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+        state = {"latent_std_q": sig_q, "latent_factors": factors, "likelihood_sigma": sigma, "residual_tau2": tau2,
+                 **ext.state()}
+        seed_tensor = torch.tensor([samples_gen.initial_seed()], dtype=torch.int64)
+        samples = self.sample(mu, sig_q, factors, ext, noise_arg, y, physics, tau2, samples_gen)
+        marginal_std = (sig_q.square() + factors.square().sum(-1).view_as(sig_q)).sqrt()
         return Reconstruction(
             mean=samples.mean(1).cpu(), std=samples.std(1).cpu(), samples=samples.cpu(), latent=mu.cpu(),
-            noise={k: v.cpu() for k, v in noise.items()}, tensors={"latent_factors": factors.cpu()},
-            latent_std=marginal_std.cpu(), observation=y.cpu(), seed=seed,
-            config={"method": "brgm-vi", **asdict(cfg), "noise_sigma_used": sigma_n, "generator": self.G.config,
-                    "physics": getattr(physics, "config", lambda: {"name": type(physics).__name__})()},
-            history={"neg_elbo": history, "seconds": time.perf_counter() - start},
+            noise={name: v.cpu() for name, v in noise.items()},
+            tensors={**{name: v.cpu() for name, v in state.items()}, "samples_seed": seed_tensor},
+            latent_std=marginal_std.cpu(), observation=y.cpu(),
+            config={"extension_used": ext.config(), "sensor_sigma": sigma_n,
+                    "likelihood_sigma_mean": float(sigma.mean())},
         )
 
-    @staticmethod
-    def draw(mu: torch.Tensor, sigma: torch.Tensor, factors: torch.Tensor, num: int,
-             gen: torch.Generator) -> torch.Tensor:
-        """(num, N, ...) latents from q = N(μ, diag σ² + U Uᵀ); μ, σ (N, ...), U (N, D, r)."""
-        eps = torch.randn((num, *mu.shape), generator=gen, device=mu.device)
-        w = mu + eps * sigma
-        if factors.shape[-1]:
-            eta = torch.randn((num, mu.shape[0], factors.shape[-1], 1), generator=gen, device=mu.device)
-            w = w + (factors @ eta).view(num, *mu.shape)
-        return w
-
-    @staticmethod
-    def entropy(sigma: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-        """Entropy of q up to a constant, (N,): Σ log σ + ½ log det(I + Uᵀ diag(σ⁻²) U)."""
-        h = torch.log(sigma).flatten(1).sum(1)
-        if factors.shape[-1]:
-            scaled = factors / sigma.flatten(1)[..., None]
-            eye = torch.eye(factors.shape[-1], device=factors.device)
-            h = h + 0.5 * torch.logdet(eye + scaled.transpose(1, 2) @ scaled)
-        return h
-
     @torch.no_grad()
-    def sample(self, mu: torch.Tensor, sigma: torch.Tensor, num: int, gen: torch.Generator,
-               noise: dict[str, torch.Tensor] | None = None, factors: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, num, C, H, W) images in [0, 1] rendered from latents drawn from q (with fixed noise maps)."""
-        if factors is None:
-            factors = mu.new_zeros((mu.shape[0], mu[0].numel(), 0))
+    def sample(self, mu: torch.Tensor, sig_q: torch.Tensor, factors: torch.Tensor, ext: Extension,
+               noise: dict[str, torch.Tensor] | None, y: torch.Tensor, physics: Physics, tau2: torch.Tensor,
+               gen: torch.Generator) -> torch.Tensor:
+        """(N, S, C, H, W) posterior samples in [0, 1]: latents from q, rendered, made consistent
+        (tau2 (N,): the residual's variance)."""
+        cfg = self.cfg
         out = []
-        for _ in range(num):
-            w = self.draw(mu, sigma, factors, 1, gen)[0]
-            out.append(self.G.render(w, noise=noise))
+        for _ in range(cfg.num_samples):
+            w = draw(mu, sig_q, factors, 1, gen)[0]
+            x = ext.render(self.G, w, noise).clamp(0, 1)
+            out.append(make_sample_consistent(x, y, physics, cfg.consistency, cfg.consistency_smoothness, tau2, gen))
         return torch.stack(out, 1)
+
+
+def make_sample_consistent(x: torch.Tensor, y: torch.Tensor, physics: Physics, kind: str, smoothness: float,
+                           tau2: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One posterior sample's data consistency: "sample" draws the residual (variance tau2 (N,)) from its
+    posterior, the other kinds are `apply_consistency`."""
+    if kind != "sample":
+        return apply_consistency(x, y, physics, kind, smoothness)
+    return posterior_sample(x, y, physics, tau2=tau2, smoothness=smoothness, gen=gen).clamp(0, 1)
+
+
+def draw(mu: torch.Tensor, sigma: torch.Tensor, factors: torch.Tensor, num: int,
+         gen: torch.Generator) -> torch.Tensor:
+    """(num, N, ...) latents from q = N(μ, diag σ² + U Uᵀ); μ, σ (N, ...), U (N, D, r)."""
+    eps = torch.randn((num, *mu.shape), generator=gen, device=mu.device)
+    w = mu + eps * sigma
+    if factors.shape[-1]:
+        eta = torch.randn((num, mu.shape[0], factors.shape[-1], 1), generator=gen, device=mu.device)
+        w = w + (factors @ eta).view(num, *mu.shape)
+    return w
+
+
+def entropy(sigma: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Entropy of q up to a constant, (N,): Σ log σ + ½ log det(I + Uᵀ diag(σ⁻²) U)."""
+    h = torch.log(sigma).flatten(1).sum(1)
+    if factors.shape[-1]:
+        scaled = factors / sigma.flatten(1)[..., None]
+        eye = torch.eye(factors.shape[-1], device=factors.device)
+        h = h + 0.5 * torch.logdet(eye + scaled.transpose(1, 2) @ scaled)
+    return h
+
+
+def render_vi(G: Generator, rec: Reconstruction) -> torch.Tensor:
+    """Re-render a VI result's mean: redraw its samples from q with the saved sample seed."""
+    from ..physics import physics_from_config
+
+    cfg = rec.config
+    dev = G.device
+    t = {k: v.to(dev) for k, v in rec.tensors.items()}
+    ext = extension_from_state(cfg.get("extension_used"), t)
+    physics = physics_from_config(cfg["physics"]).to(dev)
+    gen = torch.Generator(device=dev).manual_seed(int(t["samples_seed"][0]))
+    method = VariationalBRGM.__new__(VariationalBRGM)
+    method.G, method.cfg = G, VIConfig(**{k: v for k, v in cfg.items() if k in VIConfig.__dataclass_fields__})
+    noise = {k: v.to(dev) for k, v in rec.noise.items()} or None
+    samples = method.sample(rec.latent.to(dev), t["latent_std_q"], t["latent_factors"], ext, noise,
+                            rec.observation.to(dev), physics, t["residual_tau2"], gen)
+    return samples.mean(1).cpu()
+
+
+register_renderer(VariationalBRGM.name, render_vi)

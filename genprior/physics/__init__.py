@@ -5,8 +5,8 @@ an operator. Masks are True / 1 where a pixel is observed.
 """
 
 from .base import Composed, Physics, check_image, physics_from_config, register
-from .colorization import LUMA_601, Colorization
-from .denoising import Denoising
+from .colorization import LUMA_601, Colorization, with_luma
+from .denoising import Denoising, estimate_sigma
 from .inpainting import (
     BRGM_HOLE_FRACTIONS,
     BRGM_MASKS,
@@ -19,13 +19,13 @@ from .inpainting import (
     random_pixels_mask,
     save_mask,
 )
-from .superres import KERNELS, SuperResolution
+from .superres import KERNELS, STANDARD_KERNELS, SuperResolution
 
 __all__ = [
     "Physics", "Composed", "physics_from_config", "register", "check_image",
-    "SuperResolution", "KERNELS",
+    "SuperResolution", "KERNELS", "STANDARD_KERNELS",
     "Inpainting", "make_mask", "mask_from_file", "save_mask", "brgm_mask", "center_mask",
     "random_boxes_mask", "random_pixels_mask", "BRGM_MASKS", "BRGM_HOLE_FRACTIONS",
-    "Denoising",
-    "Colorization", "LUMA_601",
+    "Denoising", "estimate_sigma",
+    "Colorization", "LUMA_601", "with_luma",
 ]

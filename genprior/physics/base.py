@@ -109,6 +109,10 @@ class Physics(nn.Module):
         """Shape of ``A(x)`` for ``x`` of shape ``in_shape`` (raises ValueError if the operator rejects it)."""
         raise NotImplementedError
 
+    def fit_parameters(self) -> list[torch.Tensor]:
+        """Unknown parts of the operator a method may fit with the latent (e.g. an ``auto`` blur kernel)."""
+        return []
+
     def check_input(self, x: Any) -> torch.Tensor:
         """Validate an image for ``A``: finite floating N,C,H,W that ``out_shape`` accepts."""
         check_image(x)

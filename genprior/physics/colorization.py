@@ -48,3 +48,13 @@ class Colorization(Physics):
 
     def config(self) -> dict[str, Any]:
         return super().config()
+
+
+def with_luma(rgb: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
+    """Replace the ITU-R 601 luma of rgb (N, 3, H, W) by grey (N, 1, H, W), keeping its chroma (YCbCr).
+
+    Cb and Cr depend only on B - Y and R - Y, so swapping Y shifts every channel by the luma difference;
+    this is how BIGPrior's colorization builds its GAN estimate from the inversion. Clamped to [0, 1].
+    """
+    luma = (rgb * torch.tensor(LUMA_601, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    return (rgb + (grey - luma)).clamp(0, 1)

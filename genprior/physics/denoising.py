@@ -1,7 +1,8 @@
 """Denoising: ``A`` is the identity, the observation is ``x + N(0, sigma^2)``.
 
 ``sigma`` is the known noise std in [0, 1] image units (e.g. 0.05 is about 13/255). ``A_dagger`` is the
-identity too (the observation itself, unclamped).
+identity too (the observation itself, unclamped). `estimate_sigma` estimates an unknown sigma from the image
+(Donoho's wavelet MAD estimator on the finest diagonal Haar coefficients, as scikit-image's ``estimate_sigma``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,25 @@ from typing import Any, Sequence
 import torch
 
 from .base import Physics, Shape, check_image, check_shape, register
+
+
+MAD_TO_STD = 0.6745  # median absolute deviation of N(0, 1)
+
+
+def estimate_sigma(y: torch.Tensor) -> torch.Tensor:
+    """Gaussian noise std per image (N,) of y (N, C, H, W), from the finest diagonal Haar detail band.
+
+    σ = median(|HH|) / 0.6745 per channel, averaged over channels (HH = (a - b - c + d) / 2 over 2x2 blocks:
+    an orthonormal Haar coefficient, so white noise of std σ gives HH of std σ). Image structure inflates the
+    estimate slightly; a flat image gives 0.
+    """
+    check_image(y, "observation")
+    if min(y.shape[-2:]) < 2:
+        raise ValueError(f"an image of size {tuple(y.shape[-2:])} is too small to estimate its noise level")
+    h, w = y.shape[-2] // 2 * 2, y.shape[-1] // 2 * 2
+    x = y[..., :h, :w]
+    hh = (x[..., 0::2, 0::2] - x[..., 0::2, 1::2] - x[..., 1::2, 0::2] + x[..., 1::2, 1::2]) / 2
+    return (hh.abs().flatten(2).median(dim=2).values / MAD_TO_STD).mean(1)
 
 
 @register

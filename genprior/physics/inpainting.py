@@ -172,8 +172,8 @@ def mask_from_file(path: str | os.PathLike, size: SizeLike | None = None) -> tor
     """Read a mask image: bool (H, W), True = observed.
 
     As BRGM: the hole is where the first channel equals its minimum (black pixels of a black/white mask).
-    If the image has an alpha channel that varies, its most transparent pixels are hole too. A uniform image
-    has no hole/observed distinction and is refused. ``size`` (int or (H, W)) resizes with nearest neighbour.
+    If the image has an alpha channel that varies, its most transparent pixels are hole too. A uniform image is
+    all hole when black and all observed otherwise (callers decide whether that is usable). ``size`` (int or (H, W)) resizes with nearest neighbour.
     """
     path = Path(path)
     colour, alpha = _read_channels(path)
@@ -183,8 +183,8 @@ def mask_from_file(path: str | os.PathLike, size: SizeLike | None = None) -> tor
         if channel is not None and channel.min() != channel.max():
             hole |= channel == channel.min()
             informative = True
-    if not informative:
-        raise ValueError(f"mask image {path} is uniform: it marks no hole (black = hole, white = observed)")
+    if not informative:  # one value everywhere: black is all hole, anything brighter is all observed
+        hole |= bool(colour.max() == 0)
     observed = ~hole
     if size is not None:
         h, w = _hw(size)

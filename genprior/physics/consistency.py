@@ -1,0 +1,161 @@
+"""Data consistency: tie an image estimate to the observation it must explain.
+
+A generator's image x_g rarely reproduces the observation exactly (real images are not in its range). Treat
+the truth as ``x = x_g + r`` with a residual ``r ~ N(0, τ² K)`` (K a Gaussian smoothing covariance of width
+``smoothness`` pixels, ``K = I`` for 0) and ``y = A x + n``, ``n ~ N(0, σ² I)``. The posterior mean of x is
+
+    x_g + τ² K Aᵀ (τ² A K Aᵀ + σ² I)⁻¹ (y - A x_g)                                    (`consistent`)
+
+* σ → 0 with K = I is the hard projection ``x_g + A⁺ (y - A x_g)`` (box SR: block means corrected;
+  colorization: the luma replaced);
+* σ > 0 is its noise-aware soft version: residuals the noise can explain are not copied into the image;
+* K smooth spreads each correction over ``smoothness`` pixels (kriging of the residual), which avoids block
+  and seam artefacts; the default for the restoration methods.
+
+τ² (the generator's misfit) is estimated from the residual itself when not given:
+``τ² = max(‖y - A x_g‖² - σ² m, 0) / tr(A K Aᵀ)`` (m values observed; the trace by Hutchinson probes).
+In-painting keeps the observed pixels exactly and fills the hole with the smooth continuation of the
+residual on the observed pixels (no seam); A is applied through autograd (``Aᵀ`` as a vector-Jacobian
+product), so any linear `Physics` works, solved by conjugate gradients on the observation grid.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .base import Physics
+from .inpainting import Inpainting
+
+SIGMA_FLOOR = 1e-3  # the smallest noise std the solver uses (keeps the system well conditioned when σ = 0)
+
+
+def gaussian_smooth(x: torch.Tensor, width: float) -> torch.Tensor:
+    """Separable Gaussian blur with std ``width`` px and zero padding (a symmetric operator); 0 is identity."""
+    if width <= 0:
+        return x
+    r = max(1, int(math.ceil(3 * width)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / width) ** 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), padding=(0, r), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(r, 0), groups=c)
+
+
+def _covariance(x: torch.Tensor, width: float) -> torch.Tensor:
+    """K x with K = B B (B the Gaussian blur), symmetric positive semi-definite; K = I for width 0."""
+    return gaussian_smooth(gaussian_smooth(x, width), width)
+
+
+def _adjoint(physics: Physics, r: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Aᵀ r through autograd (A is linear)."""
+    with torch.enable_grad():
+        x = torch.zeros(shape, device=r.device, dtype=r.dtype, requires_grad=True)
+        (g,) = torch.autograd.grad(physics.A(x), x, r)
+    return g
+
+
+def _cg(op, b: torch.Tensor, iters: int, tol: float = 1e-10) -> torch.Tensor:
+    """Solve op(u) = b per image (SPD op) by conjugate gradients; b (N, ...)."""
+    dims = tuple(range(1, b.ndim))
+    shape = (-1,) + (1,) * (b.ndim - 1)
+    u = torch.zeros_like(b)
+    r = b.clone()
+    p = r.clone()
+    rs = (r * r).sum(dims)
+    for _ in range(iters):
+        ap = op(p)
+        alpha = rs / (p * ap).sum(dims).clamp_min(1e-30)
+        u = u + alpha.view(shape) * p
+        r = r - alpha.view(shape) * ap
+        rs_new = (r * r).sum(dims)
+        if bool((rs_new <= tol * (b * b).sum(dims).clamp_min(1e-30)).all()):
+            break
+        p = r + (rs_new / rs.clamp_min(1e-30)).view(shape) * p
+        rs = rs_new
+    return u
+
+
+def misfit_variance(residual: torch.Tensor, physics: Physics, shape: torch.Size, sigma: float, smoothness: float,
+                    probes: int = 4) -> torch.Tensor:
+    """τ² per image (N,) from the residual y - A x_g: the part of its energy the noise does not explain."""
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    n, m = residual.shape[0], residual[0].numel()
+    trace = torch.zeros(n, device=residual.device)
+    for _ in range(probes):  # Hutchinson: E[zᵀ A K Aᵀ z] = tr(A K Aᵀ), z Rademacher
+        z = (torch.randint(0, 2, residual.shape, generator=gen).float() * 2 - 1).to(residual.device)
+        trace = trace + (z * physics.A(_covariance(_adjoint(physics, z, shape), smoothness))).flatten(1).sum(1)
+    trace = (trace / probes).clamp_min(1e-12)
+    excess = (residual.flatten(1).square().sum(1) - sigma ** 2 * m).clamp_min(0)
+    return excess / trace
+
+
+@torch.no_grad()
+def consistent(x: torch.Tensor, y: torch.Tensor, physics: Physics, *, sigma: float | None = None,
+               smoothness: float = 1.0, tau2: torch.Tensor | None = None, iters: int = 100) -> torch.Tensor:
+    """The data-consistent version of x (N, C, R, R) for observation y: the posterior mean above.
+
+    sigma: the observation's noise std (default: the physics'); smoothness: width of K in pixels (0: white,
+    the hard / soft projection); tau2: the misfit variance per image (N,), estimated when None.
+    In-painting: observed pixels are y exactly, the hole gets the smooth continuation of the residual.
+    """
+    sigma = max(float(physics.sigma if sigma is None else sigma), SIGMA_FLOOR)
+    residual = y - physics.A(x)
+    if isinstance(physics, Inpainting):
+        return _inpainting(x, y, physics, smoothness, iters)
+    if tau2 is None:
+        tau2 = misfit_variance(residual, physics, x.shape, sigma, smoothness)
+    t = tau2.view(-1, *([1] * (x.ndim - 1)))
+    if not bool((tau2 > 0).any()):
+        return x
+    op = lambda u: t * physics.A(_covariance(_adjoint(physics, u, x.shape), smoothness)) + sigma ** 2 * u  # noqa: E731
+    u = _cg(op, residual, iters)
+    return x + t * _covariance(_adjoint(physics, u, x.shape), smoothness)
+
+
+def _inpainting(x: torch.Tensor, y: torch.Tensor, physics: Inpainting, smoothness: float,
+                iters: int) -> torch.Tensor:
+    """Observed pixels from y; the hole continues the observed residual smoothly (noise-free kriging)."""
+    m = (physics._mask_like(x) > 0).to(x.dtype).expand_as(x)
+    target = physics.A_dagger(y)  # the exact pre-image on observed pixels (soft masks and fills undone)
+    residual = (target - x) * m
+    if smoothness > 0:
+        # K restricted to the observed pixels, plus a small nugget: u = (M K M + εI)⁻¹ r, fill = K M u.
+        op = lambda u: m * _covariance(m * u, smoothness) + 1e-4 * u  # noqa: E731
+        u = _cg(op, residual, iters)
+        fill = _covariance(m * u, smoothness)
+    else:
+        fill = torch.zeros_like(x)
+    return m * target + (1 - m) * (x + fill)
+
+
+def _smooth_noise(shape: torch.Size, smoothness: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """A draw from N(0, K): the blur B applied to white noise (K = B B, B symmetric)."""
+    eps = torch.randn(shape, generator=gen, device=device)
+    return gaussian_smooth(eps, smoothness)
+
+
+@torch.no_grad()
+def posterior_sample(x: torch.Tensor, y: torch.Tensor, physics: Physics, *, tau2: torch.Tensor,
+                     smoothness: float = 1.0, gen: torch.Generator, sigma: float | None = None,
+                     iters: int = 100) -> torch.Tensor:
+    """One draw of the truth ``x + r`` with r from its posterior given the observation (Matheron's rule).
+
+    r_prior ~ N(0, τ² K), n ~ N(0, σ² I): ``r = r_prior + τ² K Aᵀ (τ² A K Aᵀ + σ² I)⁻¹ (y - A x - A r_prior - n)``.
+    Where the data are silent (an in-painting hole, detail below a super-resolution factor) the draw varies
+    with the prior's τ; where they speak it agrees with them. In-painting keeps the observed pixels.
+    x (N, C, R, R); tau2 (N,) the misfit variance; gen the only randomness.
+    """
+    t = tau2.view(-1, *([1] * (x.ndim - 1))).to(x)
+    r0 = t.sqrt() * _smooth_noise(x.shape, smoothness, gen, x.device)
+    if isinstance(physics, Inpainting):
+        return _inpainting(x + r0, y, physics, smoothness, iters)
+    sigma = max(float(physics.sigma if sigma is None else sigma), SIGMA_FLOOR)
+    noise = sigma * torch.randn(y.shape, generator=gen, device=y.device)
+    d = y - physics.A(x + r0) - noise
+    op = lambda u: t * physics.A(_covariance(_adjoint(physics, u, x.shape), smoothness)) + sigma ** 2 * u  # noqa: E731
+    u = _cg(op, d, iters)
+    return x + r0 + t * _covariance(_adjoint(physics, u, x.shape), smoothness)
