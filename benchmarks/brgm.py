@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import time
@@ -32,46 +31,23 @@ import torch
 import torch.nn.functional as F
 
 import genprior
-from genprior.io.images import image_grid, read_image, save_image
+from genprior.io.images import image_grid, save_image
 from genprior.losses import PerceptualDistance
 from genprior.methods import BRGM, VariationalBRGM
 from genprior.metrics import psnr, ssim
 from genprior.paths import shared_dir
-from genprior.physics import Denoising, Inpainting, SuperResolution, center_mask
+from genprior.physics import SuperResolution
+
+from common import DOMAINS, generated_images, real_images, task_physics  # noqa: E402  (benchmarks/common.py)
 
 OUT = Path(__file__).parent / "results"
 ROWS = OUT / "brgm-rows.jsonl"
-DOMAINS = {"faces": "genprior-faces64", "brains": "genprior-brain64"}
 VARIANTS = {  # name -> (method class, settings)
     "map_plain": (BRGM, {"extension": "none", "consistency": "none"}),
     "map_extended": (BRGM, {"consistency": "none"}),
     "map": (BRGM, {}),
     "vi": (VariationalBRGM, {}),
 }
-
-
-def real_images(shared: Path, domain: str, n: int) -> torch.Tensor:
-    if domain == "faces":
-        folder = shared / "data" / "faces-utk64"
-        files = sorted(os.listdir(folder))[-1000:]
-        channels = 3
-    else:
-        folder = shared / "data" / "brain-mri64" / "test"
-        files = sorted(os.listdir(folder))
-        channels = 1
-    picked = files[:: max(1, len(files) // n)][:n]
-    return torch.cat([read_image(folder / f, channels=channels) for f in picked])
-
-
-def generated_images(G, n: int, seed: int = 1000) -> torch.Tensor:
-    """Images the generator made (random noise maps, so the methods do not know them)."""
-    with torch.no_grad():
-        return G.render(G.latent_from_z(G.make_z(range(seed, seed + n))), noise_mode="random")
-
-
-def task_physics(task: str, kernel: str = "box"):
-    return {"sr4": lambda: SuperResolution(4, kernel, sigma=0.01), "sr8": lambda: SuperResolution(8, kernel, sigma=0.01),
-            "inpaint": lambda: Inpainting(center_mask(64, 0.4), sigma=0.01), "denoise": lambda: Denoising(0.1)}[task]()
 
 
 def skimage_denoisers(y: torch.Tensor, sigma: float, truth: torch.Tensor) -> tuple[str, torch.Tensor]:

@@ -30,7 +30,7 @@ from ..result import Reconstruction
 from .base import History, Method, register_renderer
 from .brgm import BRGM
 from .extension import Extension, extension_from_state
-from .vi import make_sample_consistent
+from .vi import latent_posterior_energy, make_sample_consistent
 
 TARGET_ACCEPTANCE = 0.574
 
@@ -79,15 +79,12 @@ class LatentMCMC(Method):
     def total_steps(self) -> int:
         return self.map.total_steps() + self.cfg.burn_in + self.cfg.keep * self.cfg.thin
 
-    def energy_and_grad(self, w: torch.Tensor, y: torch.Tensor, physics: Physics, sigma: torch.Tensor,
-                        ext: Extension, noise: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def energy_and_grad(self, energy: Any, w: torch.Tensor, y: torch.Tensor, physics: Physics, ext: Extension,
+                        noise: dict[str, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor]:
         """E(w) (B,) and its gradient for latents w (B, ...)."""
-        st = self.map.stats
         w = w.detach().requires_grad_(True)
         with torch.enable_grad():
-            fx = physics.A(ext.render(self.G, w, noise))
-            e = (fx - y).flatten(1).square().sum(1) / (2 * sigma ** 2)
-            e = e + 0.5 * ((w - st.mean) / st.std).flatten(1).square().sum(1)
+            e, _ = energy(ext.render(self.G, w, noise), w, y, physics)
             (g,) = torch.autograd.grad(e.sum(), w)
         return e.detach(), g
 
@@ -114,7 +111,8 @@ class LatentMCMC(Method):
         eps = torch.full((c * n,), cfg.step_size, device=y.device)
         dirs = torch.randn((cfg.directions, w0[0].numel()), generator=gen, device=y.device)
         dirs = dirs / dirs.norm(dim=1, keepdim=True)
-        e, g = self.energy_and_grad(w, y_c, physics, sigma_c, ext_c, noise_c)
+        energy = latent_posterior_energy(self.map.stats.mean, self.map.stats.std, sigma_c)
+        e, g = self.energy_and_grad(energy, w, y_c, physics, ext_c, noise_c)
         view = (-1,) + (1,) * (w.ndim - 1)
         accepted = torch.zeros(c * n, device=y.device)
         kept, energies, projections = [], [], []
@@ -123,7 +121,7 @@ class LatentMCMC(Method):
             ev = eps.view(view)
             mean_fwd = w - 0.5 * ev ** 2 * scale ** 2 * g
             prop = mean_fwd + ev * scale * torch.randn(w.shape, generator=gen, device=w.device)
-            e_p, g_p = self.energy_and_grad(prop, y_c, physics, sigma_c, ext_c, noise_c)
+            e_p, g_p = self.energy_and_grad(energy, prop, y_c, physics, ext_c, noise_c)
             mean_bwd = prop - 0.5 * ev ** 2 * scale ** 2 * g_p
             log_q_fwd = -((prop - mean_fwd) / (ev * scale)).flatten(1).square().sum(1) / 2
             log_q_bwd = -((w - mean_bwd) / (ev * scale)).flatten(1).square().sum(1) / 2

@@ -31,8 +31,11 @@ from ..generators import Generator
 from ..physics import Physics
 from ..physics.consistency import misfit_variance, posterior_sample
 from ..result import Reconstruction
+from ..losses import GaussianLikelihood
+from ..priors import DiagonalGaussianPrior
 from .base import History, Method, register_renderer
 from .brgm import BRGM, apply_consistency
+from .energy import LatentEnergy
 from .extension import Extension, extension_from_state
 from .optim import minimise
 
@@ -96,20 +99,15 @@ class VariationalBRGM(Method):
     def sensor_sigma(self, physics: Physics) -> float:
         return self.map.sigma(physics)
 
-    def energy(self, w: torch.Tensor, y: torch.Tensor, physics: Physics, sigma: torch.Tensor,
-               ext: Extension, noise: dict[str, torch.Tensor] | None, y_features: Any = None) -> torch.Tensor:
-        """Negative log joint per latent (up to a constant), (N,); sigma (N,) the likelihood std per latent."""
+    def energy(self, sigma: torch.Tensor) -> LatentEnergy:
+        """The negative log joint of the latent (the shared terms of `genprior.methods.energy`): the Gaussian
+        likelihood with std ``sigma`` (per latent of the batch, (B,)), the per-dimension prior, and the optional
+        perceptual / colinearity terms."""
         st = self.map.stats
-        fx = physics.A(ext.render(self.G, w, noise))
-        e = (fx - y).flatten(1).square().sum(1) / (2 * sigma ** 2)
-        e = e + 0.5 * ((w - st.mean) / st.std).flatten(1).square().sum(1)
-        if self.cfg.perceptual_weight:
-            e = e + self.cfg.perceptual_weight * self.map.perceptual(fx, y_features)
-        if self.cfg.cosine_weight and w.ndim == 3:
-            from ..priors import cosine_prior
-
-            e = e + self.cfg.cosine_weight * cosine_prior(w)
-        return e
+        cfg = self.cfg
+        return latent_posterior_energy(st.mean, st.std, sigma, perceptual=self.map.perceptual if cfg.perceptual_weight
+                                       else None, perceptual_weight=cfg.perceptual_weight,
+                                       cosine_weight=cfg.cosine_weight)
 
     def run(self, y: torch.Tensor, physics: Physics, gen: torch.Generator, history: History) -> Reconstruction:
         cfg = self.cfg
@@ -147,13 +145,15 @@ class VariationalBRGM(Method):
         k = cfg.mc_samples
         y_rep, ext_rep = y.repeat(k, 1, 1, 1), ext.repeat(k)
         noise_rep = {name: v.repeat(k, 1, 1, 1) for name, v in noise.items()} or None
-        sigma_rep = sigma.repeat(k)
+        energy = self.energy(sigma.repeat(k))
 
         def neg_elbo(step: int) -> tuple[torch.Tensor, dict]:
             sig_q = F.softplus(rho)
             w = draw(mu, sig_q, factors, k, gen).flatten(0, 1)  # [k*N, ...], sample-major
             temper = cfg.anneal ** max(0.0, 1 - 2 * step / max(cfg.steps, 1))
-            e = self.energy(w, y_rep, physics, sigma_rep * temper, ext_rep, noise_rep, y_features).view(k, n).mean(0)
+            e, _ = energy(ext_rep.render(self.G, w, noise_rep), w, y_rep, physics, y_features=y_features,
+                          scale={"likelihood": temper ** -2})
+            e = e.view(k, n).mean(0)
             h = entropy(sig_q, factors)
             return e / cfg.temperature - h, {"energy": e.detach(), "entropy": h.detach()}
 
@@ -188,6 +188,14 @@ class VariationalBRGM(Method):
             x = ext.render(self.G, w, noise).clamp(0, 1)
             out.append(make_sample_consistent(x, y, physics, cfg.consistency, cfg.consistency_smoothness, tau2, gen))
         return torch.stack(out, 1)
+
+
+def latent_posterior_energy(mean: torch.Tensor, std: torch.Tensor, sigma: torch.Tensor, *, perceptual: Any = None,
+                            perceptual_weight: float = 0.0, cosine_weight: float = 0.0) -> LatentEnergy:
+    """The latent posterior's energy shared by VI and MCMC: likelihood (std ``sigma`` per latent) + prior."""
+    return LatentEnergy({"likelihood": 1.0, "prior": 1.0, "perceptual": perceptual_weight, "cosine": cosine_weight},
+                        likelihood=GaussianLikelihood(sigma).to(sigma.device),
+                        prior=DiagonalGaussianPrior(mean, std), perceptual=perceptual)
 
 
 def make_sample_consistent(x: torch.Tensor, y: torch.Tensor, physics: Physics, kind: str, smoothness: float,

@@ -1,0 +1,38 @@
+"""What the benchmarks share: real held-out images, generator-made images, the tasks' forward models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from genprior.io.images import read_image
+from genprior.physics import Denoising, Inpainting, SuperResolution, center_mask
+
+DOMAINS = {"faces": "genprior-faces64", "brains": "genprior-brain64"}
+
+
+def real_images(shared: Path, domain: str, n: int, offset: int = 0) -> torch.Tensor:
+    """n held-out real images, evenly spread over the held-out files (``offset`` shifts the pick: disjoint sets)."""
+    if domain == "faces":
+        folder = shared / "data" / "faces-utk64"
+        files = sorted(os.listdir(folder))[-1000:]
+        channels = 3
+    else:
+        folder = shared / "data" / "brain-mri64" / "test"
+        files = sorted(os.listdir(folder))
+        channels = 1
+    picked = files[offset:: max(1, len(files) // n)][:n]
+    return torch.cat([read_image(folder / f, channels=channels) for f in picked])
+
+
+def generated_images(G, n: int, seed: int = 1000) -> torch.Tensor:
+    """Images the generator made (random noise maps, so the methods do not know them)."""
+    with torch.no_grad():
+        return G.render(G.latent_from_z(G.make_z(range(seed, seed + n))), noise_mode="random")
+
+
+def task_physics(task: str, kernel: str = "box"):
+    return {"sr4": lambda: SuperResolution(4, kernel, sigma=0.01), "sr8": lambda: SuperResolution(8, kernel, sigma=0.01),
+            "inpaint": lambda: Inpainting(center_mask(64, 0.4), sigma=0.01), "denoise": lambda: Denoising(0.1)}[task]()
