@@ -28,13 +28,14 @@ import torch
 from ..generators import Generator
 from ..losses import LPIPS, GaussianLikelihood, PerceptualDistance, perceptual_distance
 from ..physics import Physics
-from ..physics.consistency import consistent
+from ..physics.consistency import blend, consistent
 from ..priors import DiagonalGaussianPrior, GaussianPrior, LatentStats, latent_stats, normalise_noise_
 from ..result import Reconstruction
 from .base import History, Method, register_renderer
 from .energy import LatentEnergy
 from .extension import Extension, FeatureOffset, LowRankTuning, NoExtension, extension_from_state
 from .optim import minimise
+from .trust import measured_weight
 
 EXTENSIONS = ("none", "tune", "ilo")
 CONSISTENCY = ("soft", "hard", "none")
@@ -77,6 +78,9 @@ class BRGMConfig:
     ilo_radius: float = 1.0  # the offset's RMS at most this times the state's own RMS
     consistency: str = "soft"  # "soft" (noise-aware, smooth), "hard" (x + A⁺(y - Ax)) or "none"
     consistency_smoothness: float = 1.0  # width in pixels of the residual's smoothing covariance (soft)
+    generator_weight: float | None = None  # share of the generator's image before consistency, the rest from the
+    # data-only estimate (bicubic, mean fill, ...); None: the value measured for a shipped model and task
+    # (`genprior.methods.trust`), else 1
     perceptual: str = "auto"  # "lpips" (exact, needs vgg16.pt), "vgg" (uniform weights), "auto" (lpips if cached)
     perceptual_size: int | None = None  # VGG input size; None: the observation's size, at least 32
     perceptual_resize: str = "auto"  # "auto" (area down, bilinear up) or "area" (the official: pixel repeats up)
@@ -278,9 +282,16 @@ class BRGM(Method):
             return self.cfg.ilo_layer
         return max(4, self.G.resolution // 4) if self.G.w_dim is not None else 3
 
+    def generator_weight(self, physics: Physics) -> float:
+        """The blend weight used: the setting, else the measured one for this shipped model and task, else 1."""
+        if self.cfg.generator_weight is not None:
+            return float(self.cfg.generator_weight)
+        return measured_weight(self.G, physics)
+
     def make_consistent(self, x: torch.Tensor, y: torch.Tensor, physics: Physics) -> torch.Tensor:
         """Stage 3 on generator images x (N, C, R, R) in [0, 1] -> (N, C, R, R) in [0, 1]."""
-        return apply_consistency(x, y, physics, self.cfg.consistency, self.cfg.consistency_smoothness)
+        return apply_consistency(x, y, physics, self.cfg.consistency, self.cfg.consistency_smoothness,
+                                 self.generator_weight(physics))
 
     # ------------------------------------------------------------------ the call
     def total_steps(self) -> int:
@@ -308,13 +319,16 @@ class BRGM(Method):
             tensors={k: v.cpu() for k, v in ext.state().items()},
             images={"generated": generated.cpu()},
             config={"extension_used": ext.config(), "likelihood_sigma": self.sigma(physics),
+                    "generator_weight_used": self.generator_weight(physics),
                     "perceptual_used": self.perceptual.kind if self.cfg.perceptual_weight else None},
         )
 
 
-def apply_consistency(x: torch.Tensor, y: torch.Tensor, physics: Physics, kind: str,
-                      smoothness: float) -> torch.Tensor:
-    """Data consistency of kind "soft" / "hard" / "none" on images in [0, 1] -> [0, 1]."""
+def apply_consistency(x: torch.Tensor, y: torch.Tensor, physics: Physics, kind: str, smoothness: float,
+                      weight: float = 1.0) -> torch.Tensor:
+    """Data consistency of kind "soft" / "hard" / "none" on images in [0, 1] -> [0, 1], after blending ``weight``
+    of x with the data-only estimate (`genprior.physics.consistency.blend`)."""
+    x = blend(x, y, physics, weight)
     if kind == "none":
         return x
     if kind == "hard":
@@ -331,11 +345,11 @@ def render_map(G: Generator, rec: Reconstruction) -> torch.Tensor:
     noise = {k: v.to(G.device) for k, v in rec.noise.items()} or None
     with torch.no_grad():
         generated = ext.render(G, rec.latent.to(G.device), noise).clamp(0, 1)
-        if cfg.get("consistency", "none") == "none" or rec.observation is None:
+        if rec.observation is None:
             return generated.cpu()
         physics = physics_from_config(cfg["physics"]).to(G.device)
         return apply_consistency(generated, rec.observation.to(G.device), physics, cfg["consistency"],
-                                 cfg.get("consistency_smoothness", 1.0)).cpu()
+                                 cfg.get("consistency_smoothness", 1.0), cfg.get("generator_weight_used", 1.0)).cpu()
 
 
 register_renderer(BRGM.name, render_map)

@@ -147,14 +147,15 @@ class LatentMCMC(Method):
         latents = torch.stack([draws[ci, :, ki] for ci, ki in picks], 1)  # (N, S, ...)
         samples_gen = torch.Generator(device=y.device).manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
         seed_tensor = torch.tensor([samples_gen.initial_seed()], dtype=torch.int64)
-        samples = render_samples(self.G, latents, ext, noise_arg, y, physics, tau2, cfg, samples_gen)
+        weight = self.map.generator_weight(physics)
+        samples = render_samples(self.G, latents, ext, noise_arg, y, physics, tau2, cfg, samples_gen, weight)
         return Reconstruction(
             mean=samples.mean(1).cpu(), std=samples.std(1).cpu(), samples=samples.cpu(),
             latent=draws.mean(dim=(0, 2)).cpu(), observation=y.cpu(),
             noise={k: v.cpu() for k, v in noise.items()},
             tensors={"sample_latents": latents.cpu(), "residual_tau2": tau2.cpu(), "samples_seed": seed_tensor,
                      **{k: v.cpu() for k, v in ext.state().items()}},
-            config={"extension_used": ext.config(), "sensor_sigma": sigma_n,
+            config={"extension_used": ext.config(), "sensor_sigma": sigma_n, "generator_weight_used": weight,
                     "likelihood_sigma_mean": float(sigma.mean())},
             history={"diagnostics": diagnostics},
         )
@@ -171,12 +172,13 @@ def pick_draws(chains: int, keep: int, num: int) -> list[tuple[int, int]]:
 @torch.no_grad()
 def render_samples(G: Generator, latents: torch.Tensor, ext: Extension, noise: dict[str, torch.Tensor] | None,
                    y: torch.Tensor, physics: Physics, tau2: torch.Tensor, cfg: MCMCConfig,
-                   gen: torch.Generator) -> torch.Tensor:
+                   gen: torch.Generator, weight: float = 1.0) -> torch.Tensor:
     """(N, S, C, H, W) in [0, 1] from sample latents (N, S, ...)."""
     out = []
     for s in range(latents.shape[1]):
         x = ext.render(G, latents[:, s], noise).clamp(0, 1)
-        out.append(make_sample_consistent(x, y, physics, cfg.consistency, cfg.consistency_smoothness, tau2, gen))
+        out.append(make_sample_consistent(x, y, physics, cfg.consistency, cfg.consistency_smoothness, tau2, gen,
+                                          weight))
     return torch.stack(out, 1)
 
 
@@ -237,7 +239,7 @@ def render_mcmc(G: Generator, rec: Reconstruction) -> torch.Tensor:
     mcfg = MCMCConfig(**{k: v for k, v in cfg.items() if k in MCMCConfig.__dataclass_fields__})
     noise = {k: v.to(dev) for k, v in rec.noise.items()} or None
     samples = render_samples(G, t["sample_latents"], ext, noise, rec.observation.to(dev), physics,
-                             t["residual_tau2"], mcfg, gen)
+                             t["residual_tau2"], mcfg, gen, cfg.get("generator_weight_used", 1.0))
     return samples.mean(1).cpu()
 
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ..generators import Generator
 from ..physics import Physics
-from ..physics.consistency import misfit_variance, posterior_sample
+from ..physics.consistency import blend, misfit_variance, posterior_sample
 from ..result import Reconstruction
 from ..losses import GaussianLikelihood
 from ..priors import DiagonalGaussianPrior
@@ -164,21 +164,22 @@ class VariationalBRGM(Method):
         state = {"latent_std_q": sig_q, "latent_factors": factors, "likelihood_sigma": sigma, "residual_tau2": tau2,
                  **ext.state()}
         seed_tensor = torch.tensor([samples_gen.initial_seed()], dtype=torch.int64)
-        samples = self.sample(mu, sig_q, factors, ext, noise_arg, y, physics, tau2, samples_gen)
+        weight = self.map.generator_weight(physics)
+        samples = self.sample(mu, sig_q, factors, ext, noise_arg, y, physics, tau2, samples_gen, weight)
         marginal_std = (sig_q.square() + factors.square().sum(-1).view_as(sig_q)).sqrt()
         return Reconstruction(
             mean=samples.mean(1).cpu(), std=samples.std(1).cpu(), samples=samples.cpu(), latent=mu.cpu(),
             noise={name: v.cpu() for name, v in noise.items()},
             tensors={**{name: v.cpu() for name, v in state.items()}, "samples_seed": seed_tensor},
             latent_std=marginal_std.cpu(), observation=y.cpu(),
-            config={"extension_used": ext.config(), "sensor_sigma": sigma_n,
+            config={"extension_used": ext.config(), "sensor_sigma": sigma_n, "generator_weight_used": weight,
                     "likelihood_sigma_mean": float(sigma.mean())},
         )
 
     @torch.no_grad()
     def sample(self, mu: torch.Tensor, sig_q: torch.Tensor, factors: torch.Tensor, ext: Extension,
                noise: dict[str, torch.Tensor] | None, y: torch.Tensor, physics: Physics, tau2: torch.Tensor,
-               gen: torch.Generator) -> torch.Tensor:
+               gen: torch.Generator, weight: float = 1.0) -> torch.Tensor:
         """(N, S, C, H, W) posterior samples in [0, 1]: latents from q, rendered, made consistent
         (tau2 (N,): the residual's variance)."""
         cfg = self.cfg
@@ -186,7 +187,8 @@ class VariationalBRGM(Method):
         for _ in range(cfg.num_samples):
             w = draw(mu, sig_q, factors, 1, gen)[0]
             x = ext.render(self.G, w, noise).clamp(0, 1)
-            out.append(make_sample_consistent(x, y, physics, cfg.consistency, cfg.consistency_smoothness, tau2, gen))
+            out.append(make_sample_consistent(x, y, physics, cfg.consistency, cfg.consistency_smoothness, tau2, gen,
+                                              weight))
         return torch.stack(out, 1)
 
 
@@ -199,11 +201,12 @@ def latent_posterior_energy(mean: torch.Tensor, std: torch.Tensor, sigma: torch.
 
 
 def make_sample_consistent(x: torch.Tensor, y: torch.Tensor, physics: Physics, kind: str, smoothness: float,
-                           tau2: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+                           tau2: torch.Tensor, gen: torch.Generator, weight: float = 1.0) -> torch.Tensor:
     """One posterior sample's data consistency: "sample" draws the residual (variance tau2 (N,)) from its
     posterior, the other kinds are `apply_consistency`."""
     if kind != "sample":
-        return apply_consistency(x, y, physics, kind, smoothness)
+        return apply_consistency(x, y, physics, kind, smoothness, weight)
+    x = blend(x, y, physics, weight)
     return posterior_sample(x, y, physics, tau2=tau2, smoothness=smoothness, gen=gen).clamp(0, 1)
 
 
@@ -242,7 +245,8 @@ def render_vi(G: Generator, rec: Reconstruction) -> torch.Tensor:
     method.G, method.cfg = G, VIConfig(**{k: v for k, v in cfg.items() if k in VIConfig.__dataclass_fields__})
     noise = {k: v.to(dev) for k, v in rec.noise.items()} or None
     samples = method.sample(rec.latent.to(dev), t["latent_std_q"], t["latent_factors"], ext, noise,
-                            rec.observation.to(dev), physics, t["residual_tau2"], gen)
+                            rec.observation.to(dev), physics, t["residual_tau2"], gen,
+                            cfg.get("generator_weight_used", 1.0))
     return samples.mean(1).cpu()
 
 

@@ -28,8 +28,25 @@ import torch.nn.functional as F
 
 from .base import Physics
 from .inpainting import Inpainting
+from .superres import SuperResolution
 
 SIGMA_FLOOR = 1e-3  # the smallest noise std the solver uses (keeps the system well conditioned when σ = 0)
+
+
+def data_estimate(y: torch.Tensor, physics: Physics) -> torch.Tensor:
+    """The strongest simple image-sized estimate from the observation alone, in [0, 1]: bicubic enlargement for
+    super-resolution, the pseudo-inverse otherwise (mean fill for in-painting, y for denoising, grey for
+    colorization)."""
+    if isinstance(physics, SuperResolution):
+        return F.interpolate(y, scale_factor=physics.factor, mode="bicubic", align_corners=False).clamp(0, 1)
+    return physics.A_dagger(y).clamp(0, 1)
+
+
+def blend(x: torch.Tensor, y: torch.Tensor, physics: Physics, weight: float) -> torch.Tensor:
+    """``weight·x + (1 - weight)·data_estimate(y)``: how much of the generator's image to keep (1: all of it)."""
+    if weight >= 1:
+        return x
+    return weight * x + (1 - weight) * data_estimate(y, physics)
 
 
 def gaussian_smooth(x: torch.Tensor, width: float) -> torch.Tensor:

@@ -1,0 +1,97 @@
+"""Measure how much of each shipped generator's image a restoration should keep, per task, on TRAINING images.
+
+Run: ``python benchmarks/generator_weights.py [--images 16] [--models genprior-faces64,genprior-brain64]``
+(writes ``genprior/models/generator_weights.json``, read by `genprior.methods.trust`, and
+``benchmarks/results/generator_weights.md``).
+
+For each model and task the default MAP restoration runs once on images from the model's own training split
+(faces-utk64: the first 9,000 files; brain-mri64/train), never the held-out images the benchmarks score; the
+generator's image g is then blended with the data-only estimate d(y) before data consistency,
+``consistent(w·g + (1 - w)·d(y))``, for w on a grid, and the w with the best mean PSNR is kept. The table records
+each model file's sha256: a retrained model uses w = 1 until it is measured again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import genprior
+from genprior.io import zoo
+from genprior.io.images import read_image
+from genprior.methods import BRGM
+from genprior.methods.brgm import apply_consistency
+from genprior.methods.trust import TABLE, task_key
+from genprior.metrics import psnr
+from genprior.paths import shared_dir
+
+from common import task_physics  # noqa: E402  (benchmarks/common.py)
+
+OUT = Path(__file__).parent / "results"
+GRID = [round(w, 2) for w in np.linspace(0, 1, 11)]
+TRAINING = {"genprior-faces64": ("data/faces-utk64", 3, slice(0, 9000)),
+            "genprior-brain64": ("data/brain-mri64/train", 1, slice(None))}
+
+
+def training_images(shared: Path, model: str, n: int) -> torch.Tensor:
+    folder, channels, part = TRAINING[model]
+    files = sorted(os.listdir(shared / folder))[part]
+    picked = files[:: max(1, len(files) // n)][:n]
+    return torch.cat([read_image(shared / folder / f, channels=channels) for f in picked])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--images", type=int, default=16)
+    ap.add_argument("--models", default=",".join(TRAINING))
+    ap.add_argument("--tasks", default="sr4,sr8,inpaint,denoise,colorize")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    shared = shared_dir()
+    if shared is None:
+        sys.exit("set GENPRIOR_SHARED to the shared data folder")
+    torch.set_num_threads(args.threads)
+    table = json.loads(TABLE.read_text()) if TABLE.is_file() else {}
+    lines = ["# Generator weights (measured on training images)", "",
+             f"Command: `python benchmarks/generator_weights.py {' '.join(sys.argv[1:])}`. Mean PSNR (dB) of "
+             "consistent(w·g + (1 - w)·d(y)) over the images, per weight w; the best is kept.", "",
+             "| model | task | " + " | ".join(f"w={w}" for w in GRID) + " | chosen |",
+             "|---|---|" + "---|" * (len(GRID) + 1)]
+    for model in args.models.split(","):
+        G = genprior.load_generator(model, "cpu")
+        truth = training_images(shared, model, args.images)
+        weights, measured = {}, {}
+        for task in args.tasks.split(","):
+            if task == "colorize":
+                if G.channels != 3:
+                    continue
+                from genprior.physics import Colorization
+
+                physics = Colorization()
+            else:
+                physics = task_physics(task)
+            y = physics(truth, seed=0)
+            res = BRGM(G, perceptual="vgg", generator_weight=1.0, consistency="none")(y, physics, seed=0)
+            g = res.images["generated"]
+            scores = [float(psnr(apply_consistency(g, y, physics, "soft", 1.0, w), truth).mean()) for w in GRID]
+            best = GRID[int(np.argmax(scores))]
+            key = task_key(physics)
+            weights[key], measured[key] = best, dict(zip(map(str, GRID), scores))
+            lines.append(f"| {model} | {key} | " + " | ".join(f"{v:.2f}" for v in scores) + f" | {best} |")
+            print(model, key, best, [round(v, 2) for v in scores], flush=True)
+        table[model] = {"sha256": zoo.get_entry(model).sha256, "weights": weights, "psnr_by_weight": measured,
+                        "images": int(truth.shape[0]), "split": "training"}
+    TABLE.write_text(json.dumps(table, indent=1) + "\n")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "generator_weights.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

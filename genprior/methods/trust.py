@@ -1,0 +1,48 @@
+"""Measured generator weights: how much of a shipped generator's image a restoration keeps, per task.
+
+A restoration's point estimate is ``consistent(w·G + (1 - w)·d(y))`` (`genprior.physics.consistency.blend`),
+d(y) the data-only estimate (bicubic, mean fill, ...). For a strong prior w = 1. A weak prior (the small
+CPU-trained models shipped here) reproduces real images poorly, and keeping all of its detail loses to
+bicubic interpolation; the weight that maximises PSNR on the model's TRAINING images (never the held-out
+ones) is measured per task by ``python benchmarks/generator_weights.py`` and stored in
+``genprior/models/generator_weights.json`` with the model file's sha256, so a retrained model falls back to 1
+until it is measured again. Any other generator uses 1 unless a weight is given.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from ..physics import Colorization, Denoising, Inpainting, Physics, SuperResolution
+
+TABLE = Path(__file__).resolve().parent.parent / "models" / "generator_weights.json"
+
+
+def task_key(physics: Physics) -> str:
+    """"superres-x4", "inpainting", "denoising", "colorization" (others: the physics' name)."""
+    if isinstance(physics, SuperResolution):
+        return f"superres-x{physics.factor}"
+    for cls in (Inpainting, Denoising, Colorization):
+        if isinstance(physics, cls):
+            return cls.name
+    return physics.name
+
+
+@lru_cache(maxsize=1)
+def _table() -> dict:
+    return json.loads(TABLE.read_text()) if TABLE.is_file() else {}
+
+
+def measured_weight(G: object, physics: Physics) -> float:
+    """The measured weight for a zoo generator (by name, file sha256 checked) and task; 1 otherwise."""
+    name = getattr(G, "zoo_name", None)
+    entry = _table().get(name or "")
+    if not entry:
+        return 1.0
+    from ..io import zoo
+
+    if zoo.get_entry(name).sha256 != entry.get("sha256"):
+        return 1.0
+    return float(entry.get("weights", {}).get(task_key(physics), 1.0))
