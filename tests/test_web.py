@@ -105,6 +105,22 @@ def test_page_is_served_and_refers_to_no_other_host(server):
     assert json.loads(call(server, "GET", "/static/nope.js")[2]) == {"error": "no such file: /static/nope.js"}
 
 
+def test_other_sites_and_foreign_host_names_are_refused(server, digit):
+    port = server.server_address[1]
+    conn = HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("POST", f"/api/jobs?{FAST}&filename=digit.png", digit.read_bytes(),
+                 {"Origin": "http://evil.example"})
+    reply = conn.getresponse()
+    assert (reply.status, json.loads(reply.read())) == (
+        403, {"error": "requests from another site (http://evil.example) are refused"})
+    conn.request("GET", "/api/models", headers={"Host": f"evil.example:{port}"})  # DNS rebinding
+    reply = conn.getresponse()
+    assert (reply.status, json.loads(reply.read())) == (
+        403, {"error": f"the page is served to this computer only, not to host 'evil.example:{port}'"})
+    conn.request("GET", "/api/models", headers={"Host": f"localhost:{port}"})
+    assert conn.getresponse().status == 200
+
+
 def test_models_lists_the_zoo_generators(server):
     info = json.loads(call(server, "GET", "/api/models")[2])
     assert [g["name"] for g in info["generators"]] == [m.name for m in zoo.list_models("generator")]

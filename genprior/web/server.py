@@ -16,6 +16,7 @@ Routes (everything is served from the package; no page refers to another host):
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import mimetypes
 import re
@@ -66,6 +67,7 @@ class Server(ThreadingHTTPServer):
         self.runner = runner
         self.log = log
         super().__init__((host, port), Handler)
+        self.loopback = ipaddress.ip_address(self.server_address[0]).is_loopback
 
     @property
     def url(self) -> str:
@@ -112,9 +114,23 @@ class Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.OK, path.read_bytes(), ctype, headers)
 
     # ----------------------------------------------------------------- routes
+    def _refused(self) -> str:
+        """Why this request is refused ('' if not): another site's page posting here (its Origin differs), or,
+        on a loopback address, a Host that is not this computer (DNS rebinding)."""
+        host = self.headers.get("Host", "")
+        origin = self.headers.get("Origin")
+        if self.command == "POST" and origin is not None and urlsplit(origin).netloc != host:
+            return f"requests from another site ({origin}) are refused"
+        if self.server.loopback and urlsplit(f"//{host}").hostname not in ("127.0.0.1", "localhost", "::1"):
+            return f"the page is served to this computer only, not to host {host!r}"
+        return ""
+
     def _safely(self, route: Any) -> None:
         """Run a route; a bug answers 500 with one line (the traceback goes to the server's log)."""
         try:
+            refused = self._refused()
+            if refused:
+                return self._error(HTTPStatus.FORBIDDEN, refused)
             route()
         except (BrokenPipeError, ConnectionResetError):
             pass
