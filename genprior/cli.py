@@ -533,5 +533,36 @@ def models_fetch(name, offline) -> None:  # noqa: ANN001
     _run(lambda: click.echo(str(zoo.fetch(name, offline=offline or None))))
 
 
+@main.command()
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True, help="0: any free port.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; only this computer can reach the default.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: torch's).")
+@click.option("--log", is_flag=True, help="Print every HTTP request.")
+def serve(port, host, device, threads, log) -> None:  # noqa: ANN001
+    """A local web page to restore an image: upload, choose model, task and options, watch, download."""
+    from .web import serve as run_server
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    def ready(server) -> None:  # noqa: ANN001
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            notice(f"listening on {host}: anyone who can reach this address can use the page and this machine")
+        click.echo(f"genprior: serving the page on {server.url} (Ctrl-C to stop)")
+
+    def go() -> None:
+        try:
+            run_server(host, port, device=device, log=log, on_ready=ready)
+        except OSError as exc:
+            raise GenpriorError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pass another --port "
+                                "or --host") from None
+        except KeyboardInterrupt:
+            click.echo("stopped")
+
+    _run(go)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

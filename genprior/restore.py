@@ -14,7 +14,7 @@ import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -243,9 +243,10 @@ def baselines(y: torch.Tensor, physics: Physics, opts: RestoreOptions) -> dict[s
     return {"pseudo_inverse": pinv, "baseline": base}
 
 
-def restore(source: str | Path | torch.Tensor, G: Generator, options: RestoreOptions | None = None,
-            **kw: Any) -> Reconstruction:
-    """Restore one image; see the module docstring. ``options`` or keyword options of `RestoreOptions`."""
+def restore(source: str | Path | torch.Tensor, G: Generator, options: RestoreOptions | None = None, *,
+            callback: Callable[[Any], None] | None = None, **kw: Any) -> Reconstruction:
+    """Restore one image; see the module docstring. ``options`` or keyword options of `RestoreOptions`;
+    ``callback`` gets the method's `genprior.methods.base.Step` records, one per step."""
     from .metrics import psnr, ssim
 
     opts = (options or RestoreOptions(**kw)).check()
@@ -264,7 +265,7 @@ def restore(source: str | Path | torch.Tensor, G: Generator, options: RestoreOpt
     method = build_method(opts, G, physics)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = method(y.to(G.device), physics, seed=opts.seed)
+        res = method(y.to(G.device), physics, seed=opts.seed, callback=callback)
     notes += [str(w.message).splitlines()[0] for w in caught]
     y_dev = y.to(G.device)
     res.images.update({k: v.cpu() for k, v in baselines(y_dev, physics, opts).items()})
