@@ -34,6 +34,28 @@ def parse_range(text: str) -> list[int]:
     return out
 
 
+class _Setting(click.ParamType):
+    """KEY=VALUE for a method setting; VALUE is read as JSON when it parses (numbers, true/false, objects)."""
+
+    name = "key=value"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001
+        if isinstance(value, tuple):
+            return value
+        key, sep, raw = str(value).partition("=")
+        if not sep or not key.strip():
+            self.fail(f"{value!r} is not KEY=VALUE", param, ctx)
+        try:
+            parsed = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed = raw
+        return key.strip(), parsed
+
+
+SETTINGS = click.option("--set", "settings", type=_Setting(), multiple=True,
+                        help="A method setting KEY=VALUE (repeatable), e.g. --set tune_steps=50 --set map_steps=100.")
+
+
 class _Seeds(click.ParamType):
     name = "seeds"
 
@@ -138,12 +160,14 @@ def _check_writable(folder: Path) -> None:
               help="Folders: local worker processes, or a Ray cluster (extra genprior[ray]).")
 @click.option("--address", default=None, help="--engine ray: the cluster address (default: start Ray here).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, mps.")
+@click.option("--threads", type=int, default=None, help="CPU threads (default: torch's; 1 on a busy machine).")
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder; one sub-folder per image.")
 @click.option("--overwrite", is_flag=True, help="Replace existing result folders.")
+@SETTINGS
 def restore(inputs, generator, task, method, fusion, factor, kernel, mask, sigma, samples, steps, seed, extension,
-            consistency, optimize_noise, perceptual, simulate, calibration, workers, engine, address, device, output,
-            overwrite) -> None:  # noqa: ANN001
+            consistency, optimize_noise, perceptual, simulate, calibration, workers, engine, address, device, threads,
+            output, overwrite, settings) -> None:  # noqa: ANN001
     """Restore IMAGE_OR_DIR with a generative prior; a folder restores every image (resumable)."""
     from .restore import RestoreOptions, RestoreJob, list_images, load_mask
 
@@ -152,11 +176,16 @@ def restore(inputs, generator, task, method, fusion, factor, kernel, mask, sigma
                               simulate=simulate, samples=samples, steps=steps, seed=seed,
                               fusion=str(fusion) if fusion else None, optimize_noise=optimize_noise,
                               perceptual=perceptual, extension=extension, consistency=consistency,
-                              calibration=str(calibration) if calibration else None).check()
+                              calibration=str(calibration) if calibration else None,
+                              method_options=dict(settings)).check()
         if consistency == "sample" and method not in ("vi", "mcmc"):
             raise GenpriorError("--consistency sample is for --method vi or mcmc (it draws the residual per sample)")
         if workers < 1:
             raise GenpriorError(f"--workers must be >= 1, got {workers}")
+        if threads is not None:
+            if threads < 1:
+                raise GenpriorError(f"--threads must be >= 1, got {threads}")
+            torch.set_num_threads(threads)
         files = list_images(inputs)
         _check_writable(output)
         if inputs.is_dir():
@@ -224,8 +253,9 @@ def _restore_folder(job, files, output, workers, engine, address, overwrite) -> 
 @click.option("--device", default="auto", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True, help="calib.json")
 @click.option("--overwrite", is_flag=True)
+@SETTINGS
 def calibrate(images, generator, task, method, factor, kernel, mask, sigma, samples, steps, alpha, delta, bound, kind,
-              seed, device, output, overwrite) -> None:  # noqa: ANN001
+              seed, device, output, overwrite, settings) -> None:  # noqa: ANN001
     """Calibrate per-pixel intervals on clean IMAGES (a folder): degrade, restore, pick the scale λ (conformal)."""
     from .calibration import calibrate as run_calibration
     from .io.checkpoints import load_generator
@@ -238,7 +268,7 @@ def calibrate(images, generator, task, method, factor, kernel, mask, sigma, samp
             raise GenpriorError("denoising calibration needs the noise level: pass --sigma")
         opts = RestoreOptions(task=task, method=method, factor=factor, kernel=kernel, mask=mask,
                               sigma=sigma if sigma is not None else 0.0, simulate=True, samples=samples, steps=steps,
-                              seed=seed).check()
+                              seed=seed, method_options=dict(settings)).check()
         files = list_images(images)
         _check_writable(output.parent)
         G = load_generator(generator, device=device)

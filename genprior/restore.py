@@ -199,7 +199,16 @@ def noise_level(opts: RestoreOptions, y: torch.Tensor) -> tuple[float, list[str]
 
 
 def build_method(opts: RestoreOptions, G: Generator, task_physics: Physics):
-    """The configured method object for ``opts``."""
+    """The configured method object for ``opts``; a bad setting in ``method_options`` is a GenpriorError."""
+    try:
+        return _build_method(opts, G)
+    except TypeError as exc:  # an unknown setting name
+        raise GenpriorError(f"--set: {str(exc).split('__init__() ')[-1]} for --method {opts.method}") from None
+    except ValueError as exc:
+        raise GenpriorError(f"--method {opts.method}: {exc}") from None
+
+
+def _build_method(opts: RestoreOptions, G: Generator):
     from .methods import BIGPrior, BRGM, LatentMCMC, VariationalBRGM
 
     space = "w+" if G.w_dim is not None else "z"
@@ -217,12 +226,14 @@ def build_method(opts: RestoreOptions, G: Generator, task_physics: Physics):
             kw["extension"] = opts.extension
         return BRGM(G, space=space, progress=opts.progress, **kw)
     if opts.method == "vi":
-        if opts.extension:
-            kw["map"] = {**kw.get("map", {}), "extension": opts.extension}
+        kw["map"] = {**kw.get("map", {}), **({"extension": opts.extension} if opts.extension else {})}
+        for key in [k for k in kw if k.startswith("map_") and k != "map_steps"]:  # e.g. --set map_tune_steps=20
+            kw["map"][key[4:]] = kw.pop(key)
         return VariationalBRGM(G, space=space, num_samples=opts.samples, progress=opts.progress, **kw)
     if opts.method == "mcmc":
-        if opts.extension:
-            kw["map"] = {**kw.get("map", {}), "extension": opts.extension}
+        kw["map"] = {**kw.get("map", {}), **({"extension": opts.extension} if opts.extension else {})}
+        for key in [k for k in kw if k.startswith("map_") and k != "map_steps"]:
+            kw["map"][key[4:]] = kw.pop(key)
         if "steps" in kw:
             kw["keep"] = kw.pop("steps")
         return LatentMCMC(G, space=space, num_samples=opts.samples, progress=opts.progress, **kw)

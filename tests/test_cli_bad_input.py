@@ -152,3 +152,11 @@ def test_logs_off_a_terminal_are_short_lines(digit, tmp_path):
     assert "\r" not in res.output and len(res.output) < 4000
     lpips = [line for line in res.output.splitlines() if "LPIPS" in line]
     assert len(lpips) <= 1 and "UserWarning" not in res.output
+
+
+def test_unknown_method_setting(digit, tmp_path):
+    line = one_error_line(run("restore", digit, *QUICK, "--task", "superres", "--set", "speed=11", "-o", tmp_path / "o"))
+    assert "--set" in line and "'speed'" in line
+    line = one_error_line(run("restore", digit, *QUICK, "--task", "superres", "--set", "consistency=wobbly",
+                              "-o", tmp_path / "o"))
+    assert "consistency must be one of" in line

@@ -2,7 +2,7 @@
 
 A generator's image x_g rarely reproduces the observation exactly (real images are not in its range). Treat
 the truth as ``x = x_g + r`` with a residual ``r ~ N(0, τ² K)`` (K a Gaussian smoothing covariance of width
-``smoothness`` pixels, ``K = I`` for 0) and ``y = A x + n``, ``n ~ N(0, σ² I)``. The posterior mean of x is
+``smoothness`` pixels with unit diagonal, so τ is the residual's per-pixel std; ``K = I`` for 0) and ``y = A x + n``, ``n ~ N(0, σ² I)``. The posterior mean of x is
 
     x_g + τ² K Aᵀ (τ² A K Aᵀ + σ² I)⁻¹ (y - A x_g)                                    (`consistent`)
 
@@ -62,9 +62,20 @@ def gaussian_smooth(x: torch.Tensor, width: float) -> torch.Tensor:
     return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), padding=(r, 0), groups=c)
 
 
+def _unit_scale(width: float) -> float:
+    """1 / diag(B B) away from the borders, so that K = B B / diag has unit variance per pixel."""
+    if width <= 0:
+        return 1.0
+    r = max(1, int(math.ceil(3 * width)))
+    t = torch.arange(-r, r + 1, dtype=torch.float64)
+    k = torch.exp(-0.5 * (t / width) ** 2)
+    k = k / k.sum()
+    return float(1 / k.square().sum() ** 2)
+
+
 def _covariance(x: torch.Tensor, width: float) -> torch.Tensor:
-    """K x with K = B B (B the Gaussian blur), symmetric positive semi-definite; K = I for width 0."""
-    return gaussian_smooth(gaussian_smooth(x, width), width)
+    """K x with K = B B / diag (B the Gaussian blur): symmetric positive semi-definite, unit diagonal; K = I for 0."""
+    return gaussian_smooth(gaussian_smooth(x, width), width) * _unit_scale(width)
 
 
 def _adjoint(physics: Physics, r: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -150,9 +161,9 @@ def _inpainting(x: torch.Tensor, y: torch.Tensor, physics: Inpainting, smoothnes
 
 
 def _smooth_noise(shape: torch.Size, smoothness: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    """A draw from N(0, K): the blur B applied to white noise (K = B B, B symmetric)."""
+    """A draw from N(0, K): the blur B applied to white noise, rescaled (K = B B / diag, B symmetric)."""
     eps = torch.randn(shape, generator=gen, device=device)
-    return gaussian_smooth(eps, smoothness)
+    return gaussian_smooth(eps, smoothness) * _unit_scale(smoothness) ** 0.5
 
 
 @torch.no_grad()
