@@ -51,22 +51,38 @@ class GaussianLikelihood(nn.Module):
         return (fx - y).flatten(1).square().sum(1) / (2 * self.sigma.to(fx.device) ** 2)
 
 
+def vgg16_trunk(widths: tuple[int, ...] = _VGG_WIDTHS) -> nn.Sequential:
+    """The one VGG16 trunk: torchvision's ``vgg16().features[:30]`` layout (13 convs with ``widths`` channels,
+    ReLUs, 4 max-pools), used by the ImageNet features and by LPIPS alike."""
+    layers: list[nn.Module] = []
+    c_in, k = 3, 0
+    for i in range(VGG_TAPS[-1] + 1):
+        if i in _VGG_CONVS:
+            layers.append(nn.Conv2d(c_in, widths[k], 3, padding=1))
+            c_in, k = widths[k], k + 1
+        elif i in (4, 9, 16, 23):
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def trunk_taps(trunk: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
+    """The five ReLU maps (relu1_2, relu2_2, relu3_3, relu4_3, relu5_3) of a `vgg16_trunk` on normalised input."""
+    out = []
+    for i, layer in enumerate(trunk):
+        x = layer(x)
+        if i in VGG_TAPS:
+            out.append(x)
+    return out
+
+
 class VGG16Features(nn.Module):
     """VGG16's 13 conv layers (torchvision indices) returning the ReLU maps listed in ``VGG_TAPS``."""
 
     def __init__(self) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        c_in, k = 3, 0
-        for i in range(VGG_TAPS[-1] + 1):
-            if i in _VGG_CONVS:
-                layers.append(nn.Conv2d(c_in, _VGG_WIDTHS[k], 3, padding=1))
-                c_in, k = _VGG_WIDTHS[k], k + 1
-            elif i in (4, 9, 16, 23):
-                layers.append(nn.MaxPool2d(2))
-            else:
-                layers.append(nn.ReLU())
-        self.features = nn.Sequential(*layers)
+        self.features = vgg16_trunk()
         self.register_buffer("mean", torch.tensor(_VGG_MEAN).view(1, 3, 1, 1))
 
     @classmethod
@@ -90,13 +106,7 @@ class VGG16Features(nn.Module):
         """x (N, 1|3, H, W) in [0, 1] -> the five ReLU maps."""
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
-        x = x * 255 - self.mean
-        out = []
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in VGG_TAPS:
-                out.append(x)
-        return out
+        return trunk_taps(self.features, x * 255 - self.mean)
 
 
 def resize_for_vgg(x: torch.Tensor, size: int | None, mode: str = "auto") -> torch.Tensor:
@@ -155,9 +165,7 @@ class PerceptualDistance(nn.Module):
 LPIPS_SHIFT = (-0.030, -0.088, -0.188)
 LPIPS_SCALE = (0.458, 0.448, 0.450)
 LPIPS_EPS = 1e-10
-_LPIPS_BLOCKS = (2, 2, 3, 3, 3)  # convs per VGG16 block; a 2x2 max-pool precedes blocks 2-5
 _LPIPS_TAPS = (2, 4, 7, 10, 13)  # 1-based conv index whose ReLU is tapped: relu1_2, relu2_2, relu3_3, relu4_3, relu5_3
-_LPIPS_WIDTHS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
 
 
 class LPIPS(nn.Module):
@@ -183,18 +191,14 @@ class LPIPS(nn.Module):
 
     kind = "lpips"
 
-    def __init__(self, widths: tuple[int, ...] = _LPIPS_WIDTHS, size: int | None = None, resize: str = "auto") -> None:
+    def __init__(self, widths: tuple[int, ...] = _VGG_WIDTHS, size: int | None = None, resize: str = "auto") -> None:
         super().__init__()
         if len(widths) != 13 or any(int(w) < 1 for w in widths):
             raise GenpriorError(f"LPIPS needs 13 positive conv widths, got {widths!r}")
         self.size = size
         self.resize = resize
         self.widths = tuple(int(w) for w in widths)
-        convs, c_in = [], 3
-        for w in self.widths:
-            convs.append(nn.Conv2d(c_in, w, 3, padding=1))
-            c_in = w
-        self.convs = nn.ModuleList(convs)
+        self.trunk = vgg16_trunk(self.widths)
         for i, k in enumerate(_LPIPS_TAPS):
             self.register_buffer(f"lin{i}", torch.ones(self.widths[k - 1]))
         self.register_buffer("shift", torch.tensor(LPIPS_SHIFT).view(1, 3, 1, 1), persistent=False)
@@ -223,9 +227,9 @@ class LPIPS(nn.Module):
         with torch.random.fork_rng(devices=[]):  # building the layers must not consume the global RNG
             net = cls(tuple(widths), size=size, resize=resize)
         with torch.no_grad():
-            for k, conv in enumerate(net.convs, start=1):
-                conv.weight.copy_(sd[f"layers.conv{k}.weight"].float())
-                conv.bias.copy_(sd[f"layers.conv{k}.bias"].float())
+            for k, index in enumerate(_VGG_CONVS, start=1):
+                net.trunk[index].weight.copy_(sd[f"layers.conv{k}.weight"].float())
+                net.trunk[index].bias.copy_(sd[f"layers.conv{k}.bias"].float())
             for i, k in enumerate(_LPIPS_TAPS):
                 lin = sd[f"lpips{i}"].float().detach()
                 if lin.numel() != widths[k - 1]:
@@ -260,16 +264,7 @@ class LPIPS(nn.Module):
         """The five raw ReLU maps of x (N, 1|3, H, W) in [0, 1] (after resizing and LPIPS scaling)."""
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
-        h = (self._resize(x) * 2 - 1 - self.shift) / self.scale
-        out, k = [], 0
-        for block, n in enumerate(_LPIPS_BLOCKS):
-            if block:
-                h = F.max_pool2d(h, 2)
-            for _ in range(n):
-                h = F.relu(self.convs[k](h))
-                k += 1
-            out.append(h)
-        return out
+        return trunk_taps(self.trunk, (self._resize(x) * 2 - 1 - self.shift) / self.scale)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Scaled, normalised maps g_l (N, C_l, H_l, W_l): ``sum_l ||g_l(x) - g_l(y)||^2 = LPIPS(x, y)``."""
