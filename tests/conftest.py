@@ -55,3 +55,18 @@ def fake_dnnlib(monkeypatch):
     for name, mod in mods.items():
         monkeypatch.setitem(sys.modules, name, mod)
     return network
+
+
+def run_cli(*args):
+    """Invoke the ``genprior`` command in-process with string arguments; returns click's Result."""
+    from click.testing import CliRunner
+
+    from genprior.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture()
+def cli():
+    """`run_cli` as a fixture: ``cli("restore", path, "-g", ...)``."""
+    return run_cli

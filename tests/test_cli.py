@@ -6,15 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import genprior
-from genprior.cli import main, parse_range
+from genprior.cli import parse_range
 
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+from conftest import run_cli as run  # noqa: E402
 
 
 def test_parse_range():

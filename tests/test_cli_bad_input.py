@@ -8,17 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 import genprior
-from genprior.cli import main
 
 QUICK = ["-g", "genprior-digits32", "--steps", "2", "--extension", "none"]
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+from conftest import run_cli as run  # noqa: E402
 
 
 @pytest.fixture()

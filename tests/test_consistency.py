@@ -105,8 +105,6 @@ def test_noise_level_estimate(faces, sigma):
 
 
 def test_flat_image_noise_level_cannot_be_estimated(tmp_path):
-    from PIL import Image
-
     from genprior.errors import GenpriorError
     from genprior.restore import RestoreOptions, noise_level
 

@@ -6,9 +6,7 @@ import shutil
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from genprior.cli import main
 
 
 @pytest.fixture(autouse=True)
@@ -16,10 +14,7 @@ def _threads():
     n = torch.get_num_threads()  # `genprior train` sets its --threads for the process
     yield
     torch.set_num_threads(n)
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+from conftest import run_cli as run  # noqa: E402
 
 
 def test_train_on_an_empty_folder_errors_before_creating_the_run(tmp_path):

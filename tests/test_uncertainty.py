@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import json
-import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
 import genprior
 from genprior.calibration import (Calibration, choose_lambda, generator_hash, interval, miscoverage,
                                   wsr_upper_bound)
-from genprior.cli import main
 from genprior.errors import GenpriorError
 from genprior.methods.mcmc import effective_sample_size, pick_draws, split_rhat
-
-
-def run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
+from conftest import run_cli as run  # noqa: E402
 
 
 def test_wsr_bound_covers_the_mean_and_tightens_with_more_data():
