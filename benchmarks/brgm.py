@@ -42,12 +42,7 @@ from common import DOMAINS, generated_images, real_images, task_physics  # noqa:
 
 OUT = Path(__file__).parent / "results"
 ROWS = OUT / "brgm-rows.jsonl"
-VARIANTS = {  # name -> (method class, settings)
-    "map_plain": (BRGM, {"extension": "none", "consistency": "none"}),
-    "map_extended": (BRGM, {"consistency": "none"}),
-    "map": (BRGM, {}),
-    "vi": (VariationalBRGM, {}),
-}
+VARIANTS = ("map_plain", "map_extended", "map", "vi")  # the first three come from one MAP run, VI continues it
 
 
 def skimage_denoisers(y: torch.Tensor, sigma: float, truth: torch.Tensor) -> tuple[str, torch.Tensor]:
@@ -154,23 +149,17 @@ def run_quality(args, shared: Path, perceptual, done: set) -> None:
                         append({"table": "quality", "domain": domain, "task": task, "images": sname, "variant": key,
                                 "label": label, "n": truth.shape[0], "scores": scores(img, truth, perceptual, hole),
                                 "seconds_per_image": 0.0})
-                for vname in args.variants:
-                    if ("quality", domain, task, sname, "", vname) in done:
-                        continue
-                    cls, settings = VARIANTS[vname]
-                    method = cls(G, perceptual="vgg", **settings)
-                    t0 = time.perf_counter()
-                    res = method(y, physics, seed=0)
-                    dt = (time.perf_counter() - t0) / truth.shape[0]
-                    pictures[vname] = res.mean
-                    row = {"table": "quality", "domain": domain, "task": task, "images": sname, "variant": vname,
-                           "label": vname, "n": truth.shape[0], "scores": scores(res.mean, truth, perceptual, hole),
-                           "seconds_per_image": dt, "settings": method.settings() if vname != "vi" else
-                           {k: v for k, v in method.settings().items() if k != "map"}}
-                    row["residual_rms"] = float((physics.A(res.mean) - y).square().mean().sqrt())
-                    if res.samples is not None:
-                        row["coverage90"] = coverage(res.samples, truth)
-                    append(row)
+                todo = [v for v in args.variants if ("quality", domain, task, sname, "", v) not in done]
+                if todo:
+                    for vname, (img, extra, dt) in run_variants(G, y, physics, todo).items():
+                        pictures[vname] = img
+                        row = {"table": "quality", "domain": domain, "task": task, "images": sname,
+                               "variant": vname, "label": vname, "n": truth.shape[0],
+                               "scores": scores(img, truth, perceptual, hole), "seconds_per_image": dt / truth.shape[0],
+                               "residual_rms": float((physics.A(img) - y).square().mean().sqrt()), **extra}
+                        if "samples" in row:
+                            row["coverage90"] = coverage(row.pop("samples"), truth)
+                        append(row)
                 if sname == "real" and len(pictures) == 3 + len(args.variants):  # all ran now
                     montage(list(pictures.values()), OUT / f"brgm-{domain}-{task}.png")
                     (OUT / f"brgm-{domain}-{task}.txt").write_text("columns: " + " | ".join(pictures) + "\n")
@@ -197,6 +186,36 @@ def run_kernels(args, shared: Path, perceptual, done: set) -> None:
             append({"table": "kernels", "domain": "faces", "task": "sr4", "images": "real", "kernel": kernel,
                     "variant": "bicubic", "n": truth.shape[0], "scores": scores(bic, truth, perceptual, None),
                     "seconds_per_image": 0.0})
+
+
+def run_variants(G, y: torch.Tensor, physics, variants: list[str]) -> dict[str, tuple[torch.Tensor, dict, float]]:
+    """{variant: (images, extra row fields, seconds)}: one default MAP run gives its latent-only image (plain), the
+    range-extended generator image (extended) and the final image (map); VI continues from that MAP fit."""
+    from genprior.methods.extension import NoExtension
+
+    out = {}
+    t0 = time.perf_counter()
+    fit = BRGM(G, perceptual="vgg")(y, physics, seed=0)
+    t_map = time.perf_counter() - t0
+    with torch.no_grad():
+        noise = {k: v for k, v in fit.noise.items()} or None
+        plain = NoExtension().render(G, fit.latent, noise).clamp(0, 1)
+    settings = {k: v for k, v in fit.config.items() if k not in ("generator", "physics")}
+    stages = fit.history["loss"]
+    share = {k: len(v) / sum(len(u) for u in stages.values()) for k, v in stages.items()}
+    if "map_plain" in variants:
+        out["map_plain"] = (plain, {"settings": {"stage": "map only"}}, t_map * share.get("map", 1.0))
+    if "map_extended" in variants:
+        out["map_extended"] = (fit.images["generated"], {"settings": {"stage": "map + extension"}}, t_map)
+    if "map" in variants:
+        out["map"] = (fit.mean, {"settings": settings}, t_map)
+    if "vi" in variants:
+        t0 = time.perf_counter()
+        vi = VariationalBRGM(G, perceptual="vgg")(y, physics, seed=0, start=fit)
+        dt = time.perf_counter() - t0 + t_map
+        out["vi"] = (vi.mean, {"samples": vi.samples, "settings": {k: v for k, v in vi.config.items()
+                                                                   if k not in ("generator", "physics")}}, dt)
+    return out
 
 
 def fmt(s: dict, key: str = "psnr", digits: int = 2) -> str:

@@ -92,3 +92,23 @@ def test_a_diverging_optimisation_is_an_error_not_a_result(digits):
     physics = SuperResolution(4, sigma=0.02)
     with pytest.raises(DivergenceError, match=r"the map stage diverged at step [12] \(loss (nan|inf)\)"):
         method(observe(digits, physics, n=1), physics)
+
+
+def test_posterior_methods_continue_from_a_map_result(digits):
+    physics = SuperResolution(4, sigma=0.02)
+    y = observe(digits, physics)
+    fit = BRGM(digits, steps=4, tune_steps=3, stats_samples=500)(y, physics, seed=0)
+    for method in (VariationalBRGM(digits, steps=3, map={"stats_samples": 500}, num_samples=3, mc_samples=2),
+                   LatentMCMC(digits, chains=2, burn_in=2, keep=2, thin=1, num_samples=2, map={"stats_samples": 500})):
+        steps: list[Step] = []
+        res = method(y, physics, seed=0, start=fit, callback=steps.append)
+        assert {s.stage for s in steps} <= {"vi", "mcmc"} and len(steps) == method.total_steps() - fit_steps(method)
+        assert res.config["extension_used"] == fit.config["extension_used"]
+        with pytest.raises(ValueError, match="restored another observation"):
+            method(observe(digits, physics, n=2) * 0.5, physics, start=fit)
+    with pytest.raises(ValueError, match="does not continue"):
+        BRGM(digits, steps=2)(y, physics, start=fit)
+
+
+def fit_steps(method) -> int:
+    return method.map.total_steps() if method.cfg.map_steps else 0

@@ -128,6 +128,7 @@ class Method:
     """Base class: subclasses set ``name``, build ``self.cfg`` (a dataclass) and implement `run`."""
 
     name: ClassVar[str] = ""
+    accepts_start: ClassVar[bool] = False  # whether `run` can continue from a MAP result
     cfg: Any
 
     def __init__(self, G: Generator, *, progress: bool = False) -> None:
@@ -144,22 +145,28 @@ class Method:
         """How many times one call invokes the callback."""
         raise NotImplementedError
 
-    def run(self, y: torch.Tensor, physics: Physics, gen: torch.Generator, history: History) -> Reconstruction:
-        """The method itself on a checked observation; ``gen`` is the call's only source of randomness."""
+    def run(self, y: torch.Tensor, physics: Physics, gen: torch.Generator, history: History,
+            start: Reconstruction | None = None) -> Reconstruction:
+        """The method itself on a checked observation; ``gen`` is the call's only source of randomness;
+        ``start``: an earlier MAP result of the same observation to continue from (posterior methods)."""
         raise NotImplementedError
 
-    def __call__(self, y: torch.Tensor, physics: Physics, *, seed: int = 0,
-                 callback: Callback | None = None) -> Reconstruction:
+    def __call__(self, y: torch.Tensor, physics: Physics, *, seed: int = 0, callback: Callback | None = None,
+                 start: Reconstruction | None = None) -> Reconstruction:
+        """Restore y; ``start`` (VI, MCMC): a `BRGM` result of the same y and physics whose latent, noise maps and
+        range extension are taken instead of fitting them again."""
         y = check_observation(y, physics, self.G)
         physics = physics.to(self.G.device)
         gen = torch.Generator(device=self.G.device).manual_seed(int(seed))
         history = History(callback)
-        start = time.perf_counter()
-        result = self.run(y, physics, gen, history)
+        t0 = time.perf_counter()
+        if start is not None and not self.accepts_start:
+            raise ValueError(f"{self.name} does not continue from an earlier result")
+        result = self.run(y, physics, gen, history, start)
         result.seed = int(seed)
         result.config = {"method": self.name, **self.settings(), **result.config,
                          "generator": self.G.config, "physics": physics.config()}
-        result.history = {**history.as_dict(), **result.history, "seconds": time.perf_counter() - start}
+        result.history = {**history.as_dict(), **result.history, "seconds": time.perf_counter() - t0}
         if result.observation is None:
             result.observation = y.cpu()
         return result

@@ -65,7 +65,8 @@ class BIGPrior(Method):
     def total_steps(self) -> int:
         return self.inversion.total_steps()
 
-    def run(self, y: torch.Tensor, physics: Physics, gen: torch.Generator, history: History) -> Reconstruction:
+    def run(self, y: torch.Tensor, physics: Physics, gen: torch.Generator, history: History,
+            start: Reconstruction | None = None) -> Reconstruction:
         task = task_of(physics)
         grey = y.shape[1] == 1 and task != "colorization"
         self.fusion.check(task=task, channels=3 if grey else y.shape[1])

@@ -308,7 +308,8 @@ class BRGM(Method):
         ext = self.extend(latent, noise, y, physics, energy, y_features, gen, history)
         return latent, noise, ext
 
-    def run(self, y: torch.Tensor, physics: Physics, gen: torch.Generator, history: History) -> Reconstruction:
+    def run(self, y: torch.Tensor, physics: Physics, gen: torch.Generator, history: History,
+            start: Reconstruction | None = None) -> Reconstruction:
         latent, noise, ext = self.fit(y, physics, gen, history)
         with torch.no_grad():
             generated = ext.render(self.G, latent, noise or None).clamp(0, 1)

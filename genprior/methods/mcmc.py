@@ -30,7 +30,7 @@ from ..result import Reconstruction
 from .base import History, Method, register_renderer
 from .brgm import BRGM
 from .extension import Extension, extension_from_state
-from .vi import latent_posterior_energy, make_sample_consistent
+from .vi import continue_from, latent_posterior_energy, make_sample_consistent
 
 TARGET_ACCEPTANCE = 0.574
 
@@ -61,6 +61,7 @@ class LatentMCMC(Method):
     """``LatentMCMC(G, chains=4)(y, physics, seed=0)`` -> `Reconstruction` with samples, std and diagnostics."""
 
     name = "brgm-mcmc"
+    accepts_start = True
 
     def __init__(self, G: Generator, *, progress: bool = False, **config: Any) -> None:
         super().__init__(G, progress=progress)
@@ -88,10 +89,11 @@ class LatentMCMC(Method):
             (g,) = torch.autograd.grad(e.sum(), w)
         return e.detach(), g
 
-    def run(self, y: torch.Tensor, physics: Physics, gen: torch.Generator, history: History) -> Reconstruction:
+    def run(self, y: torch.Tensor, physics: Physics, gen: torch.Generator, history: History,
+            start: Reconstruction | None = None) -> Reconstruction:
         cfg = self.cfg
         n, c = y.shape[0], cfg.chains
-        w0, noise, ext = self.map.fit(y, physics, gen, history)
+        w0, noise, ext = continue_from(start, y) if start is not None else self.map.fit(y, physics, gen, history)
         noise_arg = noise or None
         sigma_n = self.map.sigma(physics)
         with torch.no_grad():

@@ -163,7 +163,8 @@ class MGANPrior(Method):
             out = out + self.cfg.vgg_weight * 0.001 * (self.vgg_relu3_3(fx) - y_vgg).abs().flatten(1).mean(1)
         return out
 
-    def run(self, y: torch.Tensor, physics: Physics, gen: torch.Generator, history: History) -> Reconstruction:
+    def run(self, y: torch.Tensor, physics: Physics, gen: torch.Generator, history: History,
+            start: Reconstruction | None = None) -> Reconstruction:
         cfg = self.cfg
         seed = int(torch.randint(2**31 - 1, (1,), generator=gen))
         params = self.init_codes(y.shape[0], seed, y.device)

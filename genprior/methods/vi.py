@@ -77,6 +77,7 @@ class VariationalBRGM(Method):
     """
 
     name = "brgm-vi"
+    accepts_start = True
 
     def __init__(self, G: Generator, *, progress: bool = False, **config: Any) -> None:
         super().__init__(G, progress=progress)
@@ -109,12 +110,15 @@ class VariationalBRGM(Method):
                                        else None, perceptual_weight=cfg.perceptual_weight,
                                        cosine_weight=cfg.cosine_weight)
 
-    def run(self, y: torch.Tensor, physics: Physics, gen: torch.Generator, history: History) -> Reconstruction:
+    def run(self, y: torch.Tensor, physics: Physics, gen: torch.Generator, history: History,
+            start: Reconstruction | None = None) -> Reconstruction:
         cfg = self.cfg
         n = y.shape[0]
         from .extension import NoExtension
 
-        if cfg.map_steps:
+        if start is not None:
+            mu0, noise, ext = continue_from(start, y)
+        elif cfg.map_steps:
             mu0, noise, ext = self.map.fit(y, physics, gen, history)
         else:
             energy = self.map.energy(physics)
@@ -190,6 +194,17 @@ class VariationalBRGM(Method):
             out.append(make_sample_consistent(x, y, physics, cfg.consistency, cfg.consistency_smoothness, tau2, gen,
                                               weight))
         return torch.stack(out, 1)
+
+
+def continue_from(start: Reconstruction, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], Extension]:
+    """(latent, noise maps, extension) of an earlier MAP result, on y's device; checks it restored this y."""
+    if start.latent is None or start.latent.shape[0] != y.shape[0]:
+        raise ValueError("the start result must be a MAP result of the same batch of observations")
+    if start.observation is not None and not torch.equal(start.observation.to(y.device), y):
+        raise ValueError("the start result restored another observation")
+    dev = y.device
+    ext = extension_from_state(start.config.get("extension_used"), {k: v.to(dev) for k, v in start.tensors.items()})
+    return start.latent.to(dev), {k: v.to(dev) for k, v in start.noise.items()}, ext
 
 
 def latent_posterior_energy(mean: torch.Tensor, std: torch.Tensor, sigma: torch.Tensor, *, perceptual: Any = None,
