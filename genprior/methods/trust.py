@@ -21,12 +21,13 @@ TABLE = Path(__file__).resolve().parent.parent / "models" / "generator_weights.j
 
 
 def task_key(physics: Physics) -> str:
-    """"superres-x4", "inpainting", "denoising", "colorization" (others: the physics' name)."""
+    """The task of a forward model in genprior's one task vocabulary: "superres-x4", "inpaint", "denoise",
+    "colorize" (others: the physics' name)."""
     if isinstance(physics, SuperResolution):
         return f"superres-x{physics.factor}"
-    for cls in (Inpainting, Denoising, Colorization):
+    for cls, task in ((Inpainting, "inpaint"), (Denoising, "denoise"), (Colorization, "colorize")):
         if isinstance(physics, cls):
-            return cls.name
+            return task
     return physics.name
 
 
