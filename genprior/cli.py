@@ -188,7 +188,9 @@ def restore(inputs, generator, task, method, fusion, factor, kernel, mask, sigma
             torch.set_num_threads(threads)
         files = list_images(inputs)
         _check_writable(output)
-        if inputs.is_dir():
+        from .io.medical import is_volume
+
+        if inputs.is_dir() and not is_volume(inputs):
             _restore_folder(RestoreJob(generator, opts, device), files, output, workers, engine, address, overwrite)
             return
         target = output / files[0].stem
@@ -200,6 +202,12 @@ def restore(inputs, generator, task, method, fusion, factor, kernel, mask, sigma
         G = load_generator(generator, device=device)
         if task == "inpaint":
             load_mask(mask, G.resolution, seed)  # a bad mask stops here, before any work
+        if is_volume(files[0]):
+            from .restore_volume import restore_volume
+
+            summary = restore_volume(files[0], G, opts, target)
+            click.echo(f"{files[0].name}: {summary['slices']} slices restored; wrote {summary['written']}")
+            return
         opts.progress = True
         res = restore_one(files[0], G, opts)
         for line in res.config.get("notes", []):

@@ -89,13 +89,20 @@ class RestoreOptions:
         return self.kernel or ("box" if self.simulate else "auto")
 
 
+VOLUME_SUFFIXES = (".dcm", ".nii", ".nii.gz")
+
+
 def list_images(path: str | Path) -> list[Path]:
-    """The image files at ``path`` (a file, or a folder's images in sorted order)."""
+    """The inputs at ``path``: a file or a DICOM series folder itself, or a folder's images and scans (sorted)."""
+    from .io.medical import is_volume
+
     path = Path(path)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if path.is_dir() and not is_volume(path):
+        files = sorted(p for p in path.iterdir()
+                       if p.suffix.lower() in IMAGE_SUFFIXES or p.name.lower().endswith(VOLUME_SUFFIXES)
+                       or (p.is_dir() and is_volume(p)))
         if not files:
-            raise GenpriorError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            raise GenpriorError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) or scans in this folder")
         return files
     if not path.exists():
         raise GenpriorError(f"{path}: no such file or folder")
@@ -317,6 +324,13 @@ class RestoreJob:
         self._G = load_generator(self.generator, device=self.device)
 
     def run_one(self, input_path: Path, out_dir: Path) -> dict[str, Any]:
+        from .io.medical import is_volume
+
+        if is_volume(input_path):
+            from .restore_volume import restore_volume
+
+            summary = restore_volume(input_path, self._G, self.options, out_dir)
+            return {"slices": summary["slices"]}
         res = restore(input_path, self._G, self.options)
         res.save(out_dir, overwrite=True)
         metrics = res.history.get("metrics", {})
