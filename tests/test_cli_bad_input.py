@@ -155,3 +155,17 @@ def test_unknown_method_setting(digit, tmp_path):
     line = one_error_line(run("restore", digit, *QUICK, "--task", "superres", "--set", "consistency=wobbly",
                               "-o", tmp_path / "o"))
     assert "consistency must be one of" in line
+
+
+def test_far_observations_and_flat_kernels_are_stated(tmp_path):
+    noise = tmp_path / "noise.png"
+    rng = np.random.default_rng(1)
+    Image.fromarray((rng.random((32, 32)) > 0.5).astype(np.uint8) * 255, mode="L").save(noise)  # binary noise
+    res = run("restore", noise, *QUICK, "--task", "superres", "--factor", "2", "--simulate", "-o", tmp_path / "o")
+    assert res.exit_code == 0, res.output
+    assert "far from anything this generator makes" in res.output
+    flat = tmp_path / "flat.png"
+    Image.fromarray(np.full((16, 16), 128, np.uint8), mode="L").save(flat)
+    res = run("restore", flat, *QUICK, "--task", "superres", "--factor", "2", "-o", tmp_path / "p")
+    assert res.exit_code == 0, res.output
+    assert "kernel cannot be estimated" in res.output

@@ -96,6 +96,11 @@ def check_observation(y: Any, physics: Any, G: Generator) -> torch.Tensor:
     if not bool(torch.isfinite(y).all()):
         raise ValueError("the observation contains NaN or infinite values")
     expected = physics.out_shape((y.shape[0], G.channels, G.resolution, G.resolution))
+    if physics.fit_parameters() and bool((y.flatten(1).std(1) < 1e-3).any()):
+        import warnings
+
+        warnings.warn(f"{physics.name}: the observation is flat, so its unknown kernel cannot be estimated; the "
+                      "kernel stays at its starting guess", stacklevel=3)
     if tuple(y.shape) != tuple(expected):
         raise ValueError(f"the observation has shape {tuple(y.shape)}, but {physics.name} on this generator's "
                          f"{G.channels}x{G.resolution}x{G.resolution} images gives {tuple(expected)}")

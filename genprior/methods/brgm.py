@@ -313,6 +313,8 @@ class BRGM(Method):
         latent, noise, ext = self.fit(y, physics, gen, history)
         with torch.no_grad():
             generated = ext.render(self.G, latent, noise or None).clamp(0, 1)
+            misfit = range_misfit(self.G, latent, noise, y, physics)
+        warn_if_far(misfit, y)
         mean = self.make_consistent(generated, y, physics)
         return Reconstruction(
             mean=mean.cpu(), latent=latent.cpu(), observation=y.cpu(),
@@ -320,9 +322,33 @@ class BRGM(Method):
             tensors={k: v.cpu() for k, v in ext.state().items()},
             images={"generated": generated.cpu()},
             config={"extension_used": ext.config(), "likelihood_sigma": self.sigma(physics),
-                    "generator_weight_used": self.generator_weight(physics),
+                    "generator_weight_used": self.generator_weight(physics), "range_misfit_rms": misfit.tolist(),
                     "perceptual_used": self.perceptual.kind if self.cfg.perceptual_weight else None},
         )
+
+
+FAR = 0.15  # a range misfit (RMS on the observation grid, [0, 1] units) beyond this is "far from the generator"
+
+
+def range_misfit(G: Generator, latent: torch.Tensor, noise: dict[str, torch.Tensor], y: torch.Tensor,
+                 physics: Physics) -> torch.Tensor:
+    """RMS of ``A G(w) - y`` per image (N,) for the fitted latent alone (no range extension): how far the
+    observation is from anything the generator makes."""
+    x = G.render(latent, noise=noise or None)
+    return (physics.A(x) - y).flatten(1).square().mean(1).sqrt()
+
+
+def warn_if_far(misfit: torch.Tensor, y: torch.Tensor) -> None:
+    """A warning when an observation is far from the generator's range (the restoration then leans on the data)."""
+    import warnings
+
+    far = [i for i, m in enumerate(misfit.tolist()) if m > FAR]
+    if far:
+        worst = max(misfit.tolist())
+        warnings.warn(f"the observation{'s' if len(far) > 1 else ''} {far if len(far) > 1 else far[0]} "
+                      f"{'are' if len(far) > 1 else 'is'} far from anything this generator makes (misfit RMS "
+                      f"{worst:.3f} > {FAR}); the restoration leans on the data, and a prior trained on such "
+                      "images would help", stacklevel=3)
 
 
 def apply_consistency(x: torch.Tensor, y: torch.Tensor, physics: Physics, kind: str, smoothness: float,
