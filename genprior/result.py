@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .io.atomic import atomic_path, umask
+from .io.atomic import atomic_dir, atomic_path
 from .io.images import image_grid, save_image
 
 _TENSORS = ("mean", "std", "samples", "phi", "latent", "latent_std", "observation")
@@ -70,25 +68,15 @@ class Reconstruction:
     def save(self, directory: str | os.PathLike, *, overwrite: bool = False, report: bool = True) -> Path:
         """Write the result into ``directory`` (created; all-or-nothing: written to a temp dir, then renamed),
         with its report (``report.png``, ``index.html``; `genprior.report`) unless ``report=False``."""
-        directory = Path(directory)
-        if directory.exists() and any(directory.iterdir()) and not overwrite:
-            raise FileExistsError(f"{directory} exists and is not empty; refusing to overwrite it")
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-        try:
+
+        def write(tmp: Path) -> None:
             self._write(tmp)
             if report:
                 from .report import write_report
 
                 write_report(tmp, self)
-            os.chmod(tmp, 0o777 & ~umask())
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(tmp, directory)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-        return directory
+
+        return atomic_dir(directory, write, overwrite=overwrite)
 
     def _write(self, d: Path) -> None:
         own = lambda t: t.detach().cpu().clone().contiguous()  # noqa: E731  (safetensors refuses shared memory)

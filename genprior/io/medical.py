@@ -23,8 +23,6 @@ along an axis and stack them back; `write_volume` writes ``restored.dcm`` (or a 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,7 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import GenpriorError
-from .atomic import atomic_path, umask
+from .atomic import atomic_dir, atomic_path
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _EXTRA = "pip install 'genprior[medical]'"
@@ -192,21 +190,8 @@ def _is_dicom(path: Path) -> bool:
 
 
 def write_dir_atomically(target: Path, write: Any, *, overwrite: bool) -> Path:
-    """Call ``write(tmp_dir)`` and rename the folder to ``target`` (refusing an existing one unless overwrite)."""
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} exists; refusing to overwrite it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp made it 0700
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return target
+    """Call ``write(tmp_dir)`` and rename the folder to ``target`` (`genprior.io.atomic.atomic_dir`)."""
+    return atomic_dir(target, write, overwrite=overwrite)
 
 
 def write_file_atomically(target: Path, write: Any, *, overwrite: bool, suffix: str = "") -> Path:

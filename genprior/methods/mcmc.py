@@ -29,8 +29,8 @@ from ..progress import progress as progress_bar
 from ..result import Reconstruction
 from .base import History, Method, register_renderer
 from .brgm import BRGM
-from .extension import Extension, extension_from_state
-from .vi import continue_from, latent_posterior_energy, make_sample_consistent
+from .extension import Extension
+from .vi import continue_from, latent_posterior_energy, make_sample_consistent, sampling_state
 
 TARGET_ACCEPTANCE = 0.574
 
@@ -230,18 +230,10 @@ def chain_diagnostics(energies: torch.Tensor, projections: torch.Tensor) -> dict
 
 def render_mcmc(G: Generator, rec: Reconstruction) -> torch.Tensor:
     """Re-render an MCMC result's mean from its saved sample latents and sample seed."""
-    from ..physics import physics_from_config
-
-    cfg = rec.config
-    dev = G.device
-    t = {k: v.to(dev) for k, v in rec.tensors.items()}
-    ext = extension_from_state(cfg.get("extension_used"), t)
-    physics = physics_from_config(cfg["physics"]).to(dev)
-    gen = torch.Generator(device=dev).manual_seed(int(t["samples_seed"][0]))
-    mcfg = MCMCConfig(**{k: v for k, v in cfg.items() if k in MCMCConfig.__dataclass_fields__})
-    noise = {k: v.to(dev) for k, v in rec.noise.items()} or None
-    samples = render_samples(G, t["sample_latents"], ext, noise, rec.observation.to(dev), physics,
-                             t["residual_tau2"], mcfg, gen, cfg.get("generator_weight_used", 1.0))
+    s = sampling_state(G, rec)
+    cfg = MCMCConfig(**{k: v for k, v in rec.config.items() if k in MCMCConfig.__dataclass_fields__})
+    samples = render_samples(G, s["t"]["sample_latents"], s["ext"], s["noise"], s["y"], s["physics"],
+                             s["t"]["residual_tau2"], cfg, s["gen"], s["weight"])
     return samples.mean(1).cpu()
 
 

@@ -246,22 +246,28 @@ def entropy(sigma: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     return h
 
 
-def render_vi(G: Generator, rec: Reconstruction) -> torch.Tensor:
-    """Re-render a VI result's mean: redraw its samples from q with the saved sample seed."""
+def sampling_state(G: Generator, rec: Reconstruction) -> dict[str, Any]:
+    """What redrawing a posterior result's samples needs, on G's device: tensors, extension, physics, noise,
+    observation and the seeded sample generator (shared by VI and MCMC renderers)."""
     from ..physics import physics_from_config
 
-    cfg = rec.config
     dev = G.device
     t = {k: v.to(dev) for k, v in rec.tensors.items()}
-    ext = extension_from_state(cfg.get("extension_used"), t)
-    physics = physics_from_config(cfg["physics"]).to(dev)
-    gen = torch.Generator(device=dev).manual_seed(int(t["samples_seed"][0]))
+    return {"t": t, "ext": extension_from_state(rec.config.get("extension_used"), t),
+            "physics": physics_from_config(rec.config["physics"]).to(dev),
+            "noise": {k: v.to(dev) for k, v in rec.noise.items()} or None, "y": rec.observation.to(dev),
+            "gen": torch.Generator(device=dev).manual_seed(int(t["samples_seed"][0])),
+            "weight": rec.config.get("generator_weight_used", 1.0)}
+
+
+def render_vi(G: Generator, rec: Reconstruction) -> torch.Tensor:
+    """Re-render a VI result's mean: redraw its samples from q with the saved sample seed."""
+    s = sampling_state(G, rec)
     method = VariationalBRGM.__new__(VariationalBRGM)
-    method.G, method.cfg = G, VIConfig(**{k: v for k, v in cfg.items() if k in VIConfig.__dataclass_fields__})
-    noise = {k: v.to(dev) for k, v in rec.noise.items()} or None
-    samples = method.sample(rec.latent.to(dev), t["latent_std_q"], t["latent_factors"], ext, noise,
-                            rec.observation.to(dev), physics, t["residual_tau2"], gen,
-                            cfg.get("generator_weight_used", 1.0))
+    method.G, method.cfg = G, VIConfig(**{k: v for k, v in rec.config.items() if k in VIConfig.__dataclass_fields__})
+    t = s["t"]
+    samples = method.sample(rec.latent.to(G.device), t["latent_std_q"], t["latent_factors"], s["ext"], s["noise"],
+                            s["y"], s["physics"], t["residual_tau2"], s["gen"], s["weight"])
     return samples.mean(1).cpu()
 
 
