@@ -35,10 +35,9 @@ from genprior.io.images import image_grid, save_image
 from genprior.losses import PerceptualDistance
 from genprior.methods import BRGM, VariationalBRGM
 from genprior.metrics import psnr, ssim
-from genprior.paths import shared_dir
 from genprior.physics import SuperResolution
 
-from common import DOMAINS, generated_images, real_images, task_physics  # noqa: E402  (benchmarks/common.py)
+from common import DOMAINS, generated_images, real_images, start_run, task_physics  # noqa: E402
 
 OUT = Path(__file__).parent / "results"
 ROWS = OUT / "brgm-rows.jsonl"
@@ -283,12 +282,7 @@ def main() -> None:
     if args.report_only:
         write_report(args)
         return
-    shared = shared_dir()
-    if shared is None:
-        sys.exit("set GENPRIOR_SHARED to the shared data folder")
-    torch.set_num_threads(args.threads)
-    if args.fresh and ROWS.exists():
-        ROWS.unlink()
+    shared = start_run(ROWS, args.threads, args.fresh)
     perceptual = PerceptualDistance(size=64)
     done = done_keys(args.fresh)
     run_quality(args, shared, perceptual, done)

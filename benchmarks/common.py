@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import torch
 
 from genprior.io.images import read_image
+from genprior.paths import shared_dir
 from genprior.physics import Denoising, Inpainting, SuperResolution, center_mask
 
 DOMAINS = {"faces": "genprior-faces64", "brains": "genprior-brain64"}
@@ -36,3 +38,14 @@ def generated_images(G, n: int, seed: int = 1000) -> torch.Tensor:
 def task_physics(task: str, kernel: str = "box"):
     return {"sr4": lambda: SuperResolution(4, kernel, sigma=0.01), "sr8": lambda: SuperResolution(8, kernel, sigma=0.01),
             "inpaint": lambda: Inpainting(center_mask(64, 0.4), sigma=0.01), "denoise": lambda: Denoising(0.1)}[task]()
+
+
+def start_run(rows: Path, threads: int, fresh: bool) -> Path:
+    """The shared data folder (or exit with a message); sets torch's threads; ``fresh`` drops earlier rows."""
+    shared = shared_dir()
+    if shared is None:
+        sys.exit("set GENPRIOR_SHARED to the shared data folder")
+    torch.set_num_threads(threads)
+    if fresh and rows.exists():
+        rows.unlink()
+    return shared

@@ -29,9 +29,8 @@ import torch
 import genprior
 from genprior.calibration import choose_lambda, interval, miscoverage
 from genprior.methods import LatentMCMC, VariationalBRGM
-from genprior.paths import shared_dir
 
-from common import DOMAINS, generated_images, real_images, task_physics  # noqa: E402  (benchmarks/common.py)
+from common import DOMAINS, generated_images, real_images, start_run, task_physics  # noqa: E402
 
 OUT = Path(__file__).parent / "results"
 ROWS = OUT / "uncertainty-rows.jsonl"
@@ -114,12 +113,7 @@ def main() -> None:
 
 
 def run(args) -> None:
-    shared = shared_dir()
-    if shared is None:
-        sys.exit("set GENPRIOR_SHARED to the shared data folder")
-    torch.set_num_threads(args.threads)
-    if args.fresh and ROWS.exists():
-        ROWS.unlink()
+    shared = start_run(ROWS, args.threads, args.fresh)
     done = set()
     if ROWS.exists():
         done = {(r["domain"], r["task"], r["images"], r["method"]) for r in map(json.loads, ROWS.read_text().splitlines())}
