@@ -88,14 +88,14 @@ class VGG16Features(nn.Module):
     @classmethod
     def pretrained(cls, device: str | torch.device = "cpu") -> "VGG16Features":
         """The ImageNet weights from the zoo entry ``vgg16-imagenet-features`` (frozen, eval mode)."""
-        from safetensors.torch import load_file
+        from .io.weights import read_safetensors
 
         from .io import zoo
 
         path = zoo.fetch("vgg16-imagenet-features", progress=False)
         with torch.random.fork_rng(devices=[]):  # building the layers must not consume the global RNG
             net = cls()
-        sd = {k: v.float() for k, v in load_file(str(path)).items()}
+        sd = {k: v.float() for k, v in read_safetensors(path).tensors.items()}
         try:
             net.load_state_dict({**sd, "mean": net.mean}, strict=True)
         except RuntimeError as exc:

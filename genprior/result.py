@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from . import __version__
 from .io.atomic import atomic_dir, atomic_path
@@ -106,7 +106,9 @@ class Reconstruction:
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "Reconstruction":
         d = Path(directory)
-        tensors = load_file(str(d / "state.safetensors"))
+        from .io.weights import read_safetensors
+
+        tensors = read_safetensors(d / "state.safetensors").tensors
         meta = json.loads((d / "config.json").read_text())
         noise = {k[6:]: v for k, v in tensors.items() if k.startswith("noise.")}
         images = {k[6:]: v for k, v in tensors.items() if k.startswith("image.")}
