@@ -145,3 +145,24 @@ def test_noise_optimisation_needs_noise_inputs():
     G = genprior.load_generator("dcgan-digiface64", device="cpu")
     with pytest.raises(ValueError, match="noise inputs"):
         BRGM(G, space="z", optimize_noise=True)
+
+
+def test_several_starts_keep_each_images_lowest_energy():
+    torch.set_num_threads(1)
+    G = genprior.load_generator("dcgan-digiface64", device="cpu")
+    truth = G.render(torch.randn(2, 100, generator=torch.Generator().manual_seed(7)))
+    y = BoxDown().A(truth)
+    kw = dict(space="z", steps=40, lr=0.1, perceptual_size=32, extension="none", consistency="none")
+    one = BRGM(G, starts=1, **kw)
+    three = BRGM(G, starts=3, **kw)
+    seen = []
+    r1, r3 = one(y, BoxDown(), seed=0), three(y, BoxDown(), seed=0, callback=seen.append)
+    assert r3.latent.shape == (2, 100) and r3.mean.shape == truth.shape
+    energy = one.energy(BoxDown())
+    with torch.no_grad():
+        e1, _ = energy(G.render(r1.latent, clamp=False), r1.latent, y, BoxDown())
+        e3, _ = energy(G.render(r3.latent, clamp=False), r3.latent, y, BoxDown())
+    assert (e3 <= e1 * (1 + 1e-3)).all(), (e1, e3)  # the first start is the single-start fit, so never worse
+    assert all(step.loss.shape == (2,) for step in seen)  # the callback sees images, not starts
+    with pytest.raises(ValueError, match="starts"):
+        BRGM(G, starts=0, **kw)

@@ -85,6 +85,7 @@ class BRGMConfig:
     perceptual_size: int | None = None  # VGG input size; None: the observation's size, at least 32
     perceptual_resize: str = "auto"  # "auto" (area down, bilinear up) or "area" (the official: pixel repeats up)
     init_candidates: int = 8  # z space only: random starts tried, the best kept
+    starts: int = 1  # latent fits from different starts (the mean latent, then mapped random z), best energy kept
     stats_samples: int = 10_000
     stats_seed: int = 123
     extra: dict[str, Any] = field(default_factory=dict)
@@ -104,7 +105,8 @@ def check_config(cfg: BRGMConfig, G: Generator) -> None:
         raise ValueError(f"extension must be one of {', '.join(EXTENSIONS)}, not {cfg.extension!r}")
     if cfg.consistency not in CONSISTENCY:
         raise ValueError(f"consistency must be one of {', '.join(CONSISTENCY)}, not {cfg.consistency!r}")
-    for name, least in (("steps", 1), ("tune_steps", 0), ("ilo_steps", 0), ("tune_rank", 1), ("init_candidates", 1)):
+    for name, least in (("steps", 1), ("tune_steps", 0), ("ilo_steps", 0), ("tune_rank", 1), ("init_candidates", 1),
+                        ("starts", 1)):
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
@@ -204,25 +206,52 @@ class BRGM(Method):
     # ------------------------------------------------------------------ stages
     def fit_latent(self, y: torch.Tensor, physics: Physics, energy: LatentEnergy, y_features: Any,
                    gen: torch.Generator, history: History) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Stage ``map``: (latent, noise maps) minimising the energy."""
+        """Stage ``map``: (latent, noise maps) minimising the energy; with ``starts`` > 1 several fits from
+        different starts run as one batch and each image keeps its lowest final energy (multi-modal posteriors:
+        a single start can settle in a poor mode)."""
         cfg = self.cfg
-        latent = self.initial_latent(y, physics, energy, y_features, gen).requires_grad_(True)
-        noise = {k: v.requires_grad_(True) for k, v in self.initial_noise(y.shape[0]).items()} \
+        n, k = y.shape[0], cfg.starts
+        first = self.initial_latent(y, physics, energy, y_features, gen)
+        latent = torch.cat([first] + [self._random_start(first, gen) for _ in range(k - 1)]).requires_grad_(True)
+        noise = {key: v.repeat(k, 1, 1, 1).requires_grad_(True) for key, v in self.initial_noise(n).items()} \
             if cfg.optimize_noise else {}
         unknown = [p.requires_grad_(True) for p in physics.fit_parameters()]  # e.g. an "auto" blur kernel
         opt = torch.optim.Adam([latent, *noise.values(), *unknown], lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+        y_k = y.repeat(k, 1, 1, 1) if k > 1 else y
+        feats = y_features if k == 1 or y_features is None else [f.repeat(k, 1, 1, 1) for f in y_features]
+        last: dict[str, torch.Tensor] = {}
 
         def loss(step: int) -> tuple[torch.Tensor, dict]:
             x = self.G.render(latent, clamp=False, noise=noise or None)
             temper = cfg.anneal ** max(0.0, 1 - 2 * step / max(cfg.steps, 1))
-            return energy(x, latent, y, physics, y_features=y_features, noise=noise or None,
-                          scale={"likelihood": temper ** -2})
+            e, terms = energy(x, latent, y_k, physics, y_features=feats, noise=noise or None,
+                              scale={"likelihood": temper ** -2})
+            last["energy"] = e.detach()
+            return e, terms
 
+        best_of = (lambda v: v.view(k, n).min(0).values) if k > 1 else None
         minimise(opt, loss, cfg.steps, history, stage="map", lr=cfg.lr, schedule=cfg.schedule,
-                 progress=self.progress, after_step=lambda step: normalise_noise_(noise))
+                 progress=self.progress, after_step=lambda step: normalise_noise_(noise), per_image=best_of)
         for p in unknown:
             p.requires_grad_(False)
-        return latent.detach(), {k: v.detach() for k, v in noise.items()}
+        latent, noise = latent.detach(), {key: v.detach() for key, v in noise.items()}
+        if k == 1:
+            return latent, noise
+        with torch.no_grad():  # the final energies decide
+            x = self.G.render(latent, clamp=False, noise=noise or None)
+            e, _ = energy(x, latent, y_k, physics, y_features=feats, noise=noise or None)
+        pick = e.view(k, n).argmin(0) * n + torch.arange(n, device=e.device)
+        return latent[pick], {key: v[pick] for key, v in noise.items()}
+
+    def _random_start(self, like: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """A start other than the mean: a mapped random z (W / W+), or a random z."""
+        n = like.shape[0]
+        z = torch.randn(n, self.G.z_dim, generator=gen, device=like.device)
+        if self.cfg.space == "z":
+            return z
+        with torch.no_grad():
+            w = self.G.latent_from_z(z, truncation_psi=0.7)
+        return w if self.cfg.space == "w+" else w[:, 0]
 
     def extend(self, latent: torch.Tensor, noise: dict[str, torch.Tensor], y: torch.Tensor, physics: Physics,
                energy: LatentEnergy, y_features: Any, gen: torch.Generator, history: History) -> Extension:

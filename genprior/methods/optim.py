@@ -23,13 +23,15 @@ def lr_at(t: float, lr: float, schedule: str) -> float:
 
 def minimise(opt: torch.optim.Optimizer, loss_fn: Callable[[int], tuple[torch.Tensor, dict[str, torch.Tensor]]],
              steps: int, history: History, *, stage: str, lr: float | None = None, schedule: str = "constant",
-             progress: bool = False, after_step: Callable[[int], None] | None = None) -> None:
+             progress: bool = False, after_step: Callable[[int], None] | None = None,
+             per_image: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
     """Run ``steps`` optimiser steps on ``loss_fn(step) -> (per-image losses (N,), terms)``.
 
     Images are independent problems, so their losses are summed for the backward pass. With ``lr`` set, the
     learning rate follows ``schedule`` (see `lr_at`). Every step is recorded in ``history`` under ``stage``
     (which raises `DivergenceError` on a non-finite loss); ``after_step(step)`` runs after each update
-    (projections, renormalisation).
+    (projections, renormalisation); ``per_image`` maps the losses to the (N,) per-image values the history and
+    callback see (e.g. the best of several starts per image).
     """
     bar = progress_bar(range(steps), desc=stage, enabled=progress)
     for step in bar:
@@ -37,7 +39,10 @@ def minimise(opt: torch.optim.Optimizer, loss_fn: Callable[[int], tuple[torch.Te
             for group in opt.param_groups:
                 group["lr"] = lr_at(step / max(steps - 1, 1), lr, schedule)
         losses, terms = loss_fn(step)
-        history.record(stage, step, losses, terms)
+        if per_image is None:
+            history.record(stage, step, losses, terms)
+        else:
+            history.record(stage, step, per_image(losses.detach()), {k: per_image(v.detach()) for k, v in terms.items()})
         opt.zero_grad(set_to_none=True)
         losses.sum().backward()
         opt.step()
