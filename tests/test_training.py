@@ -421,3 +421,24 @@ def test_random_features_are_seeded_and_see_noise_blur_and_stripes(shared):
     striped[:, :, ::4] //= 2  # dark lines every 4 rows, like a generator's texture artefacts
     for other in (noise, blurred.to(torch.uint8), striped):
         assert frechet_distance(a, random_features(other)) > 1.3 * real
+
+
+@pytest.mark.filterwarnings("ignore:.*not 16x16")
+def test_init_generator_starts_g_from_a_network_file_and_refuses_another_shape(faces, tmp_path):
+    train(faces, tmp_path / "a", kimg=0.02, snapshot_kimg=1, **TINY)
+    start = tmp_path / "a" / "network-latest.safetensors"
+    lines = []
+    out = train(faces, tmp_path / "c", kimg=0.004, snapshot_kimg=1, init_generator=start,
+                **{**TINY, "progress": True, "seed": 4}, log=lines.append)
+    assert any(f"G and G_ema start from {start}" in m for m in lines) and out["step"] == 1
+    _, sd_a = _state(start)
+    _, sd_c = _state(tmp_path / "c" / "network-latest.safetensors")
+    # one Adam step of lr 0.0025 away from the file's weights (a fresh seed-4 network is far from them)
+    assert max((sd_a[k] - sd_c[k]).abs().max().item() for k in sd_a if sd_a[k].is_floating_point()) < 0.01
+    with pytest.raises(TrainingError, match=r"init_generator: '.*network-latest.safetensors' in the run, None now"):
+        train(faces, tmp_path / "c", kimg=0.008, snapshot_kimg=1, **{**TINY, "seed": 4})
+    again = train(faces, tmp_path / "c", kimg=0.008, snapshot_kimg=1, init_generator=start, **{**TINY, "seed": 4})
+    assert again["step"] == 2  # the same command resumes
+    with pytest.raises(TrainingError, match=r"init_generator .*cannot start this run's generator from it"):
+        train(faces, tmp_path / "d", kimg=0.004, init_generator=start, **{**TINY, "z_dim": 8})
+    assert not (tmp_path / "d").exists()

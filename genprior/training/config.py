@@ -32,11 +32,11 @@ FP16_RES_CUDA = 4  # StyleGAN2-ADA's num_fp16_res of its 'auto' / paper configs
 
 ARCH_KEYS = ("resolution", "channels", "batch", "g_channel_base", "g_channel_max", "d_channel_base",
              "d_channel_max", "z_dim", "w_dim", "mapping_layers", "recipe", "augment", "adaptive", "mirror",
-             "seed", "holdout", "num_fp16_res")
+             "seed", "holdout", "num_fp16_res", "init_generator")
 TUNABLE_KEYS = ("lr", "r1_gamma", "ema_kimg", "ada_target", "ada_kimg", "batch_gpu")
 # values of keys that runs written before the key existed had
 LEGACY_DEFAULTS: dict[str, Any] = {"recipe": "stylegan2", "adaptive": False, "num_fp16_res": 0, "ada_target": 0.6,
-                                   "ada_kimg": 500.0}
+                                   "ada_kimg": 500.0, "init_generator": None}
 
 
 class TrainingError(GenpriorError):
@@ -58,7 +58,10 @@ class TrainingConfig:
     a CPU). ``batch_gpu``: images per forward pass on each process (None: the whole share of the batch);
     smaller values accumulate gradients over several passes, so one process reproduces several.
     ``num_fp16_res`` None: 4 on CUDA, 0 elsewhere. ``lr`` None: the recipe's (0.0025 stylegan2 and
-    vision-aided, 0.0002 projected). ``augment``: "diffaugment", "ada", "none" or a DiffAugment policy like "translation,cutout".
+    vision-aided, 0.0002 projected). ``augment``: "diffaugment", "ada", "none" or a DiffAugment policy like
+    "translation,cutout". ``init_generator``: a native generator file (``network-*.safetensors``, a shipped
+    model) whose weights start G and G_ema of a new run (fine-tuning; D starts fresh); it must have this
+    run's architecture.
     """
 
     resolution: int
@@ -90,6 +93,7 @@ class TrainingConfig:
     num_threads: int | None = None
     max_sec: float | None = None
     keep_checkpoints: int = 2
+    init_generator: str | None = None
 
     def __post_init__(self) -> None:
         check_resolution(self.resolution)

@@ -49,6 +49,7 @@ from typing import Any, Callable
 import torch
 
 from .. import __version__
+from ..errors import GenpriorError
 from . import run_state
 from .augment import AdaptiveAugment
 from .batches import ChunkSampler
@@ -86,8 +87,8 @@ def train(
     ada_target: float = 0.6, ada_kimg: float = 500.0, mirror: bool = False, snapshot_kimg: float = 2.0,
     seed: int = 0, holdout: int = 0, device: str = "auto", num_fp16_res: int | None = None,
     channels_last: bool = False, num_threads: int | None = None, max_sec: float | None = None,
-    keep_checkpoints: int = 2, resume: bool = True, progress: bool = True, progress_sec: float = 60.0,
-    log: Callable[[str], None] | None = None,
+    keep_checkpoints: int = 2, init_generator: str | os.PathLike | None = None, resume: bool = True,
+    progress: bool = True, progress_sec: float = 60.0, log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train a StyleGAN2 generator on ``data`` until ``kimg`` thousand real images have been shown.
 
@@ -119,6 +120,8 @@ def train(
         num_threads: ``torch.set_num_threads`` for the run (1 for long runs on a shared CPU).
         max_sec: stop this call after this many seconds of wall time (snapshot written; call again to go on).
         keep_checkpoints: checkpoint files kept (the newest ones).
+        init_generator: start a new run's G and G_ema from this native generator file (a ``network-*`` export
+            or a shipped model of the same architecture); D starts fresh. Ignored when resuming.
         resume: continue the run in ``out_dir`` if there is one (False refuses to touch an existing run).
         progress: print progress lines (they also go to ``log.txt``); every ``progress_sec`` seconds.
         log: where progress lines go (default print).
@@ -132,6 +135,8 @@ def train(
         KeyboardInterrupt: after saving a snapshot, on SIGINT or SIGTERM.
     """
     options = dict(locals())
+    if init_generator is not None:
+        options["init_generator"] = str(init_generator)
     fields = {f.name for f in dataclasses.fields(TrainingConfig)}
     config = TrainingConfig(**{k: v for k, v in options.items() if k in fields})
     return run(config, data, out_dir, resume=resume, progress=progress, progress_sec=progress_sec, log=log)
@@ -195,6 +200,8 @@ class _Run:
         self.step, self.cur_nimg, self.train_sec, self.cpu_sec = 0, 0, 0.0, 0.0
         self.last_good: tuple[int, Path] | None = None
         self.fresh = found is None
+        if self.fresh and cfg.init_generator:
+            self._init_generator(cfg.init_generator)
         if found is not None:
             for note in notes:
                 say(f"note: {note}")
@@ -215,6 +222,19 @@ class _Run:
         loss = self._loss(nets, AdaptiveAugment(self.cfg.policy, device=self.device))
         train_step(nets, loss, self.sampler, step=0, batch=n, batch_gpu=n, world=World(),
                    regularise=self.cfg.recipe in R1_RECIPES, fp16=self.fp16)
+
+    def _init_generator(self, path: str) -> None:
+        """G and G_ema from a native generator file; `TrainingError` if it is missing or of another shape."""
+        from ..io.checkpoints import read_checkpoint
+
+        try:
+            _, sd = read_checkpoint(path)
+            for G in (self.nets.G, self.nets.G_ema):
+                G.load_state_dict({k: v.to(self.device) for k, v in sd.items()}, strict=True)
+        except (GenpriorError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise TrainingError(f"init_generator {path}: cannot start this run's generator from it ({first})") from None
+        self.say(f"G and G_ema start from {path}")
 
     def _restore(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         self.nets.load(tensors, state, lr=self.cfg.lr)
