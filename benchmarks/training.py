@@ -1,7 +1,11 @@
 """Training benchmark: speed per model size, FD-VGG over training, and each run against its floor and ceiling.
 
 Run: ``python benchmarks/training.py [--runs /work/runs] [--n 500] [--every 4] [--speed]``
-(writes benchmarks/results/training.{json,md}).
+(writes benchmarks/results/training.{json,md}); ``--recipes NAME=RUN_DIR ...`` (with ``--recipes-only`` keeping
+the rest of an earlier report) adds the recipes side by side on faces64: per snapshot, FD-VGG, precision and
+recall (VGG16 relu5_3), FD on relu2_2, and FD-rand on a seeded random convnet that no discriminator sees
+(`genprior.training.metrics.random_features`), against process CPU hours. Scores are cached per run in
+``RUN_DIR/eval-n<n>.jsonl``.
 
 * floor: FD-VGG between real training images and the held-out images (what a perfect generator would get);
 * ceiling: FD-VGG of the untrained network (same config, its initial weights) against the held-out images;
@@ -27,8 +31,9 @@ from genprior.training.data import load_dataset, split_holdout
 from genprior.training.loop import train
 from genprior.io.checkpoints import load_generator
 from genprior.training.inception import inception_features
-from genprior.training.metrics import (cached_fid_inception, fvd_vgg, frechet_distance, generate_images,
-                                       precision_recall, score_snapshots, vgg_features)
+from genprior.training.metrics import (_model, _to_vgg_input, cached_fid_inception, fvd_vgg, frechet_distance,
+                                       generate_images, precision_recall, random_features, score_snapshots,
+                                       vgg_features)
 
 OUT = Path(__file__).parent / "results"
 
@@ -74,23 +79,90 @@ def speed(shared: Path) -> list[dict]:
     return rows
 
 
+@torch.no_grad()
+def three_spaces(images: torch.Tensor) -> dict:
+    """Features of uint8 images in the three spaces: VGG16 relu5_3 and relu2_2 (pooled), and the random convnet."""
+    vgg = _model("relu5_3", torch.device("cpu")).vgg
+    top, low = [], []
+    for i in range(0, len(images), 50):
+        taps = vgg(_to_vgg_input(images[i:i + 50]))
+        top.append(taps[4].mean(dim=[2, 3]).double())
+        low.append(taps[1].mean(dim=[2, 3]).double())
+    return {"relu5_3": torch.cat(top).numpy(), "relu2_2": torch.cat(low).numpy(), "rand": random_features(images)}
+
+
+def score_recipe_run(run: Path, held: torch.Tensor, n: int, every: int) -> list[dict]:
+    """Per snapshot (every ``every``-th, and the last): FD-VGG, precision, recall, FD relu2_2, FD-rand; cached."""
+    from safetensors import safe_open
+
+    single = run.is_file()  # one exported network (a shipped model) instead of a run folder
+    cache = run.parent / f"{run.stem}.eval-n{n}.jsonl" if single else run / f"eval-n{n}.jsonl"
+    done = {}
+    if cache.exists():
+        done = {r["file"]: r for r in map(json.loads, cache.read_text().splitlines()) if r}
+    files = [run] if single else sorted(p for p in run.glob("network-*.safetensors") if p.stem != "network-latest")
+    chosen = files[::-1][::every][::-1]
+    real = three_spaces(held[:n])
+    out = []
+    for path in chosen:
+        if path.name not in done:
+            with safe_open(str(path), "pt") as f:
+                info = json.loads((f.metadata() or {}).get("training", "{}"))
+            fake = three_spaces(generate_images(load_generator(path, device="cpu"), n))
+            p, r = precision_recall(real["relu5_3"], fake["relu5_3"])
+            done[path.name] = dict(file=path.name, kimg=info.get("kimg"), cpu_h=info.get("process_cpu_hours"),
+                                   wall_h=info.get("train_hours", info.get("cpu_hours")), fd_vgg=frechet_distance(fake["relu5_3"], real["relu5_3"]),
+                                   precision=p, recall=r, fd_relu2_2=frechet_distance(fake["relu2_2"], real["relu2_2"]),
+                                   fd_rand=frechet_distance(fake["rand"], real["rand"]))
+            with open(cache, "a") as f:
+                f.write(json.dumps(done[path.name]) + "\n")
+            print(run.name, json.dumps(done[path.name]), flush=True)
+        out.append(done[path.name])
+    return out
+
+
+def recipe_lines(recipes: dict) -> list[str]:
+    lines = ["", "## Recipes side by side (faces64, same data and seed, batch 16, 2048/128 networks, one thread)", "",
+             "FD-VGG / precision / recall on VGG16 relu5_3, FD-relu2_2 on VGG16 relu2_2, FD-rand on a seeded random "
+             "convnet that no discriminator sees (lower is better; each is comparable only with itself). CPU hours "
+             "are the process's CPU time in the training steps (`process_cpu_hours`); wall hours of the steps were "
+             "longer on this shared 2-core machine. A VGG16-feature discriminator (projected, vision-aided) trains "
+             "on features the three VGG16 metrics also use: judge it by FD-rand and the sample grids too.", ""]
+    for name, r in recipes.items():
+        lines += [f"### {name}: {r['description']}", "",
+                  "| kimg | CPU h (process) | wall h | FD-VGG | precision | recall | FD-relu2_2 | FD-rand |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {c['kimg']:.1f} | {c['cpu_h'] or float('nan'):.2f} | {c['wall_h'] or float('nan'):.2f} "
+                  f"| {c['fd_vgg']:.0f} | {c['precision']:.3f} | {c['recall']:.3f} | {c['fd_relu2_2']:.0f} "
+                  f"| {c['fd_rand']:.2f} |" for c in r["curve"]]
+        lines.append("")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=Path, default=Path("/work/runs"))
     ap.add_argument("--n", type=int, default=500, help="images per FD-VGG estimate")
     ap.add_argument("--every", type=int, default=4, help="score every k-th snapshot")
     ap.add_argument("--speed", action="store_true", help="also time training steps per model size")
+    ap.add_argument("--recipes", nargs="*", default=[], metavar="NAME=RUN_DIR",
+                    help="faces64 runs of other recipes to score side by side (NAME=RUN_DIR)")
+    ap.add_argument("--recipes-only", action="store_true", help="score only --recipes; keep the rest of the report")
     args = ap.parse_args()
     shared = shared_dir()
     if shared is None:
         sys.exit("set GENPRIOR_SHARED to the shared data folder")
     torch.set_num_threads(1)
-    report: dict = {"command": "python benchmarks/training.py " + " ".join(sys.argv[1:]), "n": args.n,
-                    "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": 1},
-                    "runs": {}}
-    inception = cached_fid_inception()  # FID proper only where its weights are cached
-    report["fid"] = "measured" if inception is not None else "not measured: Inception weights not cached"
-    for name in RUNS:
+    command = "python benchmarks/training.py " + " ".join(sys.argv[1:])
+    if args.recipes_only:
+        report = json.loads((OUT / "training.json").read_text())
+    else:
+        report = {"command": command, "n": args.n, "runs": {},
+                  "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": 1}}
+    inception = cached_fid_inception() if not args.recipes_only else None  # FID proper where its weights are cached
+    if not args.recipes_only:
+        report["fid"] = "measured" if inception is not None else "not measured: Inception weights not cached"
+    for name in RUNS if not args.recipes_only else ():
         run = args.runs / name
         if not (run / "checkpoint.json").exists():
             print(f"{name}: no run at {run}", flush=True)
@@ -117,13 +189,31 @@ def main() -> None:
                 inception_features(inception, generate_images(G, args.n)), held_inc)
             report["runs"][name]["fid_floor"] = frechet_distance(inception_features(inception, train_imgs), held_inc)
         print(name, json.dumps(report["runs"][name])[:400], flush=True)
-    if args.speed:
+    if args.speed and not args.recipes_only:
         report["speed"] = speed(shared)
+    if args.recipes:
+        held = held_out(shared, "faces64")[1]
+        report["recipes_command"], report["recipes"] = command, {}
+        for item in args.recipes:
+            name, _, run = item.partition("=")
+            if Path(run).is_file():
+                from safetensors import safe_open
+
+                with safe_open(run, "pt") as f:
+                    cfg = {"recipe": "stylegan2", "augment": "color,translation,cutout", "lr": 0.0025,
+                           **json.loads((f.metadata() or {}).get("training", "{}"))}
+            else:
+                cfg = json.loads((Path(run) / "checkpoint.json").read_text())["config"]
+            desc = (f"recipe {cfg['recipe']}, augment {cfg['augment'] or 'none'}{' (ADA)' if cfg.get('adaptive') else ''}"
+                    f", lr {cfg['lr']}" + (f", G started from {Path(cfg['init_generator']).name}"
+                                            if cfg.get("init_generator") else ", from scratch"))
+            report["recipes"][name] = {"run": run, "description": desc,
+                                       "curve": score_recipe_run(Path(run), held, args.n, args.every)}
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "training.json").write_text(json.dumps(report, indent=2))
     lines = ["# Training benchmark", "", f"Command: `{report['command']}`; FD-VGG (Fréchet distance of VGG16 relu5_3 "
              "features, lower is better) and k-NN precision / recall (k = 3, same features, higher is better) on "
-             f"{args.n} "
+             f"{report['n']} "
              "images per set, against held-out real images. The floor compares real training images with the held-out "
              "ones (what a perfect generator would get); the untrained network gives the ceiling.", "",
              "| run | kimg | CPU hours | kimg/h (median) | FD-VGG floor (real) | FD-VGG now | FD-VGG untrained "
@@ -148,6 +238,8 @@ def main() -> None:
                   "| size (channel base/max) | G params | sec/kimg | kimg/h |", "|---|---|---|---|"]
         lines += [f"| {s['size']} | {s['G_params']} | {s['sec_per_kimg']:.0f} | {s['kimg_per_hour']:.1f} |"
                   for s in report["speed"]]
+    if report.get("recipes"):
+        lines += recipe_lines(report["recipes"]) + [f"Command: `{report['recipes_command']}`."]
     (OUT / "training.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -343,3 +343,102 @@ def test_auto_batch_arithmetic():
     assert choose_batch(140 * gib, 0, 0.01 * gib, world_size=4) == AUTO_BATCH_MAX // 4
     assert choose_batch(gib, 0, gib) == 8  # never below one multiple
     assert measure_batch(torch.device("cpu"), lambda n: pytest.fail("no trial on a CPU")) == 16
+
+
+VISION = dict(TINY, resolution=32, recipe="vision-aided")
+
+
+def test_vision_aided_recipe_resume_is_exact_and_keeps_both_discriminators(faces, tmp_path):
+    with pytest.warns(UserWarning, match="not 32x32"):
+        a = train(faces, tmp_path / "a", kimg=0.02, snapshot_kimg=0.012, **VISION)
+    assert a["config"]["lr"] == 0.0025 and a["config"]["r1_gamma"] == pytest.approx(0.0002 * 32**2 / 4)
+    assert {"aux_fake", "aux_real", "process_cpu_hours"} <= set(a["stats"])
+    state, tensors = load_training_checkpoint(tmp_path / "a")
+    d_keys = [k for k in tensors if k.startswith("D.")]
+    assert not any(".vgg." in k for k in d_keys)
+    assert "D.main.b32.fromrgb.weight" in tensors and "D.projected.mix2" in tensors
+    assert all(k.startswith(("D.main.", "D.projected.heads.", "D.projected.mix")) for k in d_keys)
+    assert state["opt_D_groups"][0]["lr"] == pytest.approx(0.0025 * 16 / 17)  # lazy R1, as stylegan2
+    assert state["cpu_sec"] > 0
+    with pytest.warns(UserWarning, match="not 32x32"):
+        train(faces, tmp_path / "b", kimg=0.012, snapshot_kimg=0.012, **VISION)
+    with pytest.warns(UserWarning, match="not 32x32"):
+        b = train(faces, tmp_path / "b", kimg=0.02, snapshot_kimg=0.012, **VISION)
+    assert b["history"] == a["history"][3:]
+    _, sd_a = _state(tmp_path / "a" / "network-latest.safetensors")
+    _, sd_b = _state(tmp_path / "b" / "network-latest.safetensors")
+    assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+
+
+def test_vision_aided_loss_terms_and_r1_on_the_main_part_only():
+    import torch.nn.functional as F
+
+    from genprior.training.augment import AdaptiveAugment
+    from genprior.training.loss import REAL_TARGET, StyleGAN2Loss, VisionAidedLoss
+    from genprior.training.networks import build_networks
+
+    cfg = dict(resolution=32, channels=3, z_dim=8, w_dim=8, mapping_layers=1, g_channel_base=64, g_channel_max=8,
+               d_channel_base=64, d_channel_max=8, recipe="vision-aided", seed=0, num_fp16_res=0, conv_clamp=None)
+    torch.manual_seed(0)
+    G, D = build_networks(cfg)
+    assert len([p for p in D.parameters() if p.requires_grad]) < len(list(D.parameters()))  # VGG16 frozen
+    D.requires_grad_(True)
+    assert not any(p.requires_grad for p in D.projected.vgg.parameters())
+    aug = AdaptiveAugment("")
+    loss = VisionAidedLoss(G, D, aug, r1_gamma=2.0, r1_interval=4, aux_weight=0.5)
+    fake, real = torch.randn(4, 5), torch.randn(4, 5)
+    aux = (F.binary_cross_entropy_with_logits(fake[:, 1:], torch.zeros(4, 4))
+           + F.binary_cross_entropy_with_logits(real[:, 1:], torch.full((4, 4), REAL_TARGET)))
+    assert loss.d_terms(fake, real).item() == pytest.approx(
+        (F.softplus(fake[:, 0]).mean() + F.softplus(-real[:, 0]).mean() + 0.5 * aux).item(), rel=1e-6)
+    g_aux = F.binary_cross_entropy_with_logits(fake[:, 1:], torch.full((4, 4), REAL_TARGET))
+    assert loss.g_term(fake).item() == pytest.approx((F.softplus(-fake[:, 0]).mean() + 0.5 * g_aux).item(), rel=1e-6)
+    # R1: the gradient of the main logits alone, as StyleGAN2Loss computes it on D.main
+    x = (torch.rand(4, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    chunk = type("C", (), {"generator": None})()
+    penalty, stats = loss.regulariser(x, loss.run_D(x, chunk, regularised=True))
+    ref = StyleGAN2Loss(G, D.main, aug, r1_gamma=2.0, r1_interval=4)
+    ref_penalty, ref_stats = ref.regulariser(x, ref.run_D(x, chunk))
+    assert penalty.item() == pytest.approx(ref_penalty.item(), rel=1e-5) and stats["r1"] > 0
+    assert D(x.detach()).shape == (4, 4)  # main logit first, then one per projected scale
+
+
+@pytest.mark.filterwarnings("ignore:.*not 32x32")
+def test_random_features_are_seeded_and_see_noise_blur_and_stripes(shared):
+    from genprior.training.metrics import random_features
+
+    imgs = load_dataset(shared / "data" / "faces-utk64", resolution=32, channels=3, max_images=128, log=None)
+    a, b = random_features(imgs[:64], seed=0), random_features(imgs[64:], seed=0)
+    assert a.shape == (64, 512) and np.array_equal(a, random_features(imgs[:64], seed=0))
+    assert not np.allclose(a, random_features(imgs[:64], seed=1))
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-9)
+    grey = random_features(imgs[:8, :1])
+    assert grey.shape == (8, 512) and np.isfinite(grey).all()
+    real = frechet_distance(a, b)  # two sets of real faces
+    noise = torch.randint(0, 256, imgs[64:].shape, generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    blurred = torch.nn.functional.avg_pool2d(imgs[64:].float(), 2).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    striped = imgs[64:].clone()
+    striped[:, :, ::4] //= 2  # dark lines every 4 rows, like a generator's texture artefacts
+    for other in (noise, blurred.to(torch.uint8), striped):
+        assert frechet_distance(a, random_features(other)) > 1.3 * real
+
+
+@pytest.mark.filterwarnings("ignore:.*not 16x16")
+def test_init_generator_starts_g_from_a_network_file_and_refuses_another_shape(faces, tmp_path):
+    train(faces, tmp_path / "a", kimg=0.02, snapshot_kimg=1, **TINY)
+    start = tmp_path / "a" / "network-latest.safetensors"
+    lines = []
+    out = train(faces, tmp_path / "c", kimg=0.004, snapshot_kimg=1, init_generator=start,
+                **{**TINY, "progress": True, "seed": 4}, log=lines.append)
+    assert any(f"G and G_ema start from {start}" in m for m in lines) and out["step"] == 1
+    _, sd_a = _state(start)
+    _, sd_c = _state(tmp_path / "c" / "network-latest.safetensors")
+    # one Adam step of lr 0.0025 away from the file's weights (a fresh seed-4 network is far from them)
+    assert max((sd_a[k] - sd_c[k]).abs().max().item() for k in sd_a if sd_a[k].is_floating_point()) < 0.01
+    with pytest.raises(TrainingError, match=r"init_generator: '.*network-latest.safetensors' in the run, None now"):
+        train(faces, tmp_path / "c", kimg=0.008, snapshot_kimg=1, **{**TINY, "seed": 4})
+    again = train(faces, tmp_path / "c", kimg=0.008, snapshot_kimg=1, init_generator=start, **{**TINY, "seed": 4})
+    assert again["step"] == 2  # the same command resumes
+    with pytest.raises(TrainingError, match=r"init_generator .*cannot start this run's generator from it"):
+        train(faces, tmp_path / "d", kimg=0.004, init_generator=start, **{**TINY, "z_dim": 8})
+    assert not (tmp_path / "d").exists()

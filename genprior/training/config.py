@@ -22,20 +22,21 @@ from .augment import DEFAULT_POLICY, check_policy
 from .data import check_resolution
 from .projected import MIN_RESOLUTION as PROJECTED_MIN_RESOLUTION
 
-__all__ = ["TrainingConfig", "TrainingError", "ARCH_KEYS", "TUNABLE_KEYS", "RECIPES", "check_resume"]
+__all__ = ["TrainingConfig", "TrainingError", "ARCH_KEYS", "TUNABLE_KEYS", "RECIPES", "R1_RECIPES", "check_resume"]
 
-RECIPES = ("stylegan2", "projected")
-RECIPE_LR = {"stylegan2": 0.0025, "projected": 0.0002}
+RECIPES = ("stylegan2", "projected", "vision-aided")
+RECIPE_LR = {"stylegan2": 0.0025, "projected": 0.0002, "vision-aided": 0.0025}
+R1_RECIPES = ("stylegan2", "vision-aided")  # the recipes with StyleGAN2's discriminator and its lazy R1
 FP16_CONV_CLAMP = 256.0  # StyleGAN2-ADA's conv_clamp wherever fp16 blocks are used
 FP16_RES_CUDA = 4  # StyleGAN2-ADA's num_fp16_res of its 'auto' / paper configs
 
 ARCH_KEYS = ("resolution", "channels", "batch", "g_channel_base", "g_channel_max", "d_channel_base",
              "d_channel_max", "z_dim", "w_dim", "mapping_layers", "recipe", "augment", "adaptive", "mirror",
-             "seed", "holdout", "num_fp16_res")
+             "seed", "holdout", "num_fp16_res", "init_generator")
 TUNABLE_KEYS = ("lr", "r1_gamma", "ema_kimg", "ada_target", "ada_kimg", "batch_gpu")
 # values of keys that runs written before the key existed had
 LEGACY_DEFAULTS: dict[str, Any] = {"recipe": "stylegan2", "adaptive": False, "num_fp16_res": 0, "ada_target": 0.6,
-                                   "ada_kimg": 500.0}
+                                   "ada_kimg": 500.0, "init_generator": None}
 
 
 class TrainingError(GenpriorError):
@@ -56,8 +57,11 @@ class TrainingConfig:
     ``batch`` is an int or "auto" (largest batch the GPU's free memory holds, up to ``AUTO_BATCH_MAX``; 16 on
     a CPU). ``batch_gpu``: images per forward pass on each process (None: the whole share of the batch);
     smaller values accumulate gradients over several passes, so one process reproduces several.
-    ``num_fp16_res`` None: 4 on CUDA, 0 elsewhere. ``lr`` None: the recipe's (0.0025 stylegan2, 0.0002
-    projected). ``augment``: "diffaugment", "ada", "none" or a DiffAugment policy like "translation,cutout".
+    ``num_fp16_res`` None: 4 on CUDA, 0 elsewhere. ``lr`` None: the recipe's (0.0025 stylegan2 and
+    vision-aided, 0.0002 projected). ``augment``: "diffaugment", "ada", "none" or a DiffAugment policy like
+    "translation,cutout". ``init_generator``: a native generator file (``network-*.safetensors``, a shipped
+    model) whose weights start G and G_ema of a new run (fine-tuning; D starts fresh); it must have this
+    run's architecture.
     """
 
     resolution: int
@@ -89,6 +93,7 @@ class TrainingConfig:
     num_threads: int | None = None
     max_sec: float | None = None
     keep_checkpoints: int = 2
+    init_generator: str | None = None
 
     def __post_init__(self) -> None:
         check_resolution(self.resolution)
@@ -120,9 +125,9 @@ class TrainingConfig:
             raise TrainingError(f"unknown recipe {self.recipe!r}; known: {', '.join(RECIPES)}")
         if self.recipe == "projected" and self.r1_gamma:
             raise TrainingError("the projected recipe uses no R1 penalty; leave r1_gamma unset")
-        if self.recipe == "projected" and self.resolution < PROJECTED_MIN_RESOLUTION:
-            raise TrainingError(f"the projected recipe needs resolution >= {PROJECTED_MIN_RESOLUTION} (its coarsest "
-                                f"features are at 1/8 of it), not {self.resolution}")
+        if self.recipe in ("projected", "vision-aided") and self.resolution < PROJECTED_MIN_RESOLUTION:
+            raise TrainingError(f"the {self.recipe} recipe needs resolution >= {PROJECTED_MIN_RESOLUTION} (its "
+                                f"coarsest features are at 1/8 of it), not {self.resolution}")
         if self.device not in ("auto", "cpu", "mps") and not self.device.startswith("cuda"):
             raise TrainingError(f"device must be auto, cpu, cuda, cuda:N or mps, not {self.device!r}")
         try:
@@ -162,7 +167,7 @@ class TrainingConfig:
             self, channels=channels, batch=total, batch_gpu=batch_gpu, num_fp16_res=fp16,
             lr=self.lr if self.lr is not None else RECIPE_LR[self.recipe],
             r1_gamma=float(self.r1_gamma if self.r1_gamma is not None else
-                           (0.0 if self.recipe == "projected" else 0.0002 * self.resolution**2 / total)),
+                           (0.0 if self.recipe not in R1_RECIPES else 0.0002 * self.resolution**2 / total)),
             ema_kimg=float(self.ema_kimg if self.ema_kimg is not None else total * 10 / 32))
 
     def record(self, *, data: str, num_images: int) -> dict[str, Any]:

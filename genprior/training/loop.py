@@ -1,13 +1,15 @@
 """GAN training on a CPU, one GPU or several (torchrun): small networks, small data, resumable bit for bit.
 
-Two recipes share the StyleGAN2 generator, Adam (betas 0, 0.99), an EMA copy of the generator with ramp-up,
+Three recipes share the StyleGAN2 generator, Adam (betas 0, 0.99), an EMA copy of the generator with ramp-up,
 ``update_w_avg`` during training, and augmentation of reals and fakes (DiffAugment, or ADA's adaptive
 probability over it):
 
 * ``stylegan2`` (StyleGAN2-ADA without path-length regularisation or style mixing): its residual
   discriminator, non-saturating logistic loss, lazy R1 every 16 steps, lr 0.0025 (D's adjusted for lazy R1);
 * ``projected`` (Projected GAN): a discriminator on frozen ImageNet VGG16 features with fixed random
-  projections and small trainable heads (`genprior.training.projected`), hinge loss, no R1, lr 0.0002.
+  projections and small trainable heads (`genprior.training.projected`), hinge loss, no R1, lr 0.0002;
+* ``vision-aided`` (Kumari et al. 2022): StyleGAN2's recipe with the projected heads added beside its
+  discriminator (`genprior.training.loss.VisionAidedLoss`), lr 0.0025.
 
 On CUDA the ``num_fp16_res`` highest-resolution blocks of G and D run in float16 with conv_clamp 256, as the
 official code; statistics stay on the device and are read every ``CHECK_EVERY_GPU`` steps and at progress
@@ -47,10 +49,11 @@ from typing import Any, Callable
 import torch
 
 from .. import __version__
+from ..errors import GenpriorError
 from . import run_state
 from .augment import AdaptiveAugment
 from .batches import ChunkSampler
-from .config import TrainingConfig, TrainingError, check_resume
+from .config import R1_RECIPES, TrainingConfig, TrainingError, check_resume
 from .data import load_training_images
 from .distributed import World, world_from_env
 from .hardware import measure_batch, training_device
@@ -84,8 +87,8 @@ def train(
     ada_target: float = 0.6, ada_kimg: float = 500.0, mirror: bool = False, snapshot_kimg: float = 2.0,
     seed: int = 0, holdout: int = 0, device: str = "auto", num_fp16_res: int | None = None,
     channels_last: bool = False, num_threads: int | None = None, max_sec: float | None = None,
-    keep_checkpoints: int = 2, resume: bool = True, progress: bool = True, progress_sec: float = 60.0,
-    log: Callable[[str], None] | None = None,
+    keep_checkpoints: int = 2, init_generator: str | os.PathLike | None = None, resume: bool = True,
+    progress: bool = True, progress_sec: float = 60.0, log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train a StyleGAN2 generator on ``data`` until ``kimg`` thousand real images have been shown.
 
@@ -100,7 +103,7 @@ def train(
             accumulate gradients, e.g. to reproduce a multi-GPU run on one).
         g_channel_base, g_channel_max, d_channel_base, d_channel_max: widths, min(base / res, max) per block.
         z_dim, w_dim, mapping_layers: latent sizes and depth of the mapping network.
-        recipe: "stylegan2" or "projected" (see the module docstring).
+        recipe: "stylegan2", "projected" or "vision-aided" (see the module docstring).
         lr: Adam learning rate of G and D (None: the recipe's).
         r1_gamma: R1 weight (stylegan2); None uses 0.0002 * resolution² / batch.
         ema_kimg: half-life of the EMA generator in kimg; None uses batch * 10 / 32.
@@ -117,6 +120,8 @@ def train(
         num_threads: ``torch.set_num_threads`` for the run (1 for long runs on a shared CPU).
         max_sec: stop this call after this many seconds of wall time (snapshot written; call again to go on).
         keep_checkpoints: checkpoint files kept (the newest ones).
+        init_generator: start a new run's G and G_ema from this native generator file (a ``network-*`` export
+            or a shipped model of the same architecture); D starts fresh. Ignored when resuming.
         resume: continue the run in ``out_dir`` if there is one (False refuses to touch an existing run).
         progress: print progress lines (they also go to ``log.txt``); every ``progress_sec`` seconds.
         log: where progress lines go (default print).
@@ -130,6 +135,8 @@ def train(
         KeyboardInterrupt: after saving a snapshot, on SIGINT or SIGTERM.
     """
     options = dict(locals())
+    if init_generator is not None:
+        options["init_generator"] = str(init_generator)
     fields = {f.name for f in dataclasses.fields(TrainingConfig)}
     config = TrainingConfig(**{k: v for k, v in options.items() if k in fields})
     return run(config, data, out_dir, resume=resume, progress=progress, progress_sec=progress_sec, log=log)
@@ -190,9 +197,11 @@ class _Run:
         self.augment = AdaptiveAugment(cfg.policy, adaptive=cfg.adaptive, target=cfg.ada_target,
                                        ada_kimg=cfg.ada_kimg, device=device)
         self.loss = self._loss(self.nets, self.augment)
-        self.step, self.cur_nimg, self.train_sec = 0, 0, 0.0
+        self.step, self.cur_nimg, self.train_sec, self.cpu_sec = 0, 0, 0.0, 0.0
         self.last_good: tuple[int, Path] | None = None
         self.fresh = found is None
+        if self.fresh and cfg.init_generator:
+            self._init_generator(cfg.init_generator)
         if found is not None:
             for note in notes:
                 say(f"note: {note}")
@@ -212,12 +221,26 @@ class _Run:
         nets = self.nets.copy()
         loss = self._loss(nets, AdaptiveAugment(self.cfg.policy, device=self.device))
         train_step(nets, loss, self.sampler, step=0, batch=n, batch_gpu=n, world=World(),
-                   regularise=self.cfg.recipe == "stylegan2", fp16=self.fp16)
+                   regularise=self.cfg.recipe in R1_RECIPES, fp16=self.fp16)
+
+    def _init_generator(self, path: str) -> None:
+        """G and G_ema from a native generator file; `TrainingError` if it is missing or of another shape."""
+        from ..io.checkpoints import read_checkpoint
+
+        try:
+            _, sd = read_checkpoint(path)
+            for G in (self.nets.G, self.nets.G_ema):
+                G.load_state_dict({k: v.to(self.device) for k, v in sd.items()}, strict=True)
+        except (GenpriorError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise TrainingError(f"init_generator {path}: cannot start this run's generator from it ({first})") from None
+        self.say(f"G and G_ema start from {path}")
 
     def _restore(self, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         self.nets.load(tensors, state, lr=self.cfg.lr)
         self.augment.load_state_tensors(tensors)
         self.step, self.cur_nimg, self.train_sec = state["step"], state["cur_nimg"], state["train_sec"]
+        self.cpu_sec = state.get("cpu_sec", 0.0)  # runs written before it was recorded: from here on
         self.last_good = (self.step, self.out_dir / state["tensors_file"])
         self.say(f"resumed {self.out_dir} at step {self.step} ({self.cur_nimg / 1000:.3f} kimg, "
                  f"{self.train_sec / 3600:.2f} h trained)")
@@ -231,13 +254,15 @@ class _Run:
             hours = round(self.train_sec / 3600, 4)
             info = {"kimg": round(self.cur_nimg / 1000, 3), "step": step, "train_hours": hours,
                     f"{'cpu' if self.device.type == 'cpu' else 'gpu'}_hours": hours, "device": self.device.type,
+                    "process_cpu_hours": round(self.cpu_sec / 3600, 4),
                     **{k: v for k, v in self.record.items() if k != "data"}, "data": self.record["data"]}
             net = export_network(n.G_ema, out, step, info)
             grid = sample_grid(n.G_ema, self.grid_z, out / f"samples-{step:08d}.png")
             tensors, groups = n.state()
             state = dict(format=CHECKPOINT_FORMAT, version=CHECKPOINT_VERSION, genprior_version=__version__,
                          config=self.record, step=step, cur_nimg=self.cur_nimg, kimg=self.cur_nimg / 1000,
-                         train_sec=self.train_sec, device=self.device.type, time=time.time(), **groups)
+                         train_sec=self.train_sec, cpu_sec=self.cpu_sec, device=self.device.type, time=time.time(),
+                         **groups)
             ckpt = run_state.save_checkpoint(out, step, {**tensors, **self.augment.state_tensors()}, state,
                                              keep=self.cfg.keep_checkpoints, meta_key=META_KEY)
             self.files.update(checkpoint=str(ckpt), network=str(net), samples=str(grid))
@@ -286,8 +311,8 @@ class _Run:
         ticker.start(self.cur_nimg)
         with StopFlag() as flag:
             while self.cur_nimg < total_nimg:
-                t0 = time.time()
-                regularise = cfg.recipe == "stylegan2" and cfg.r1_gamma > 0 and self.step % R1_INTERVAL == 0
+                t0, c0 = time.time(), time.process_time()
+                regularise = cfg.recipe in R1_RECIPES and cfg.r1_gamma > 0 and self.step % R1_INTERVAL == 0
                 stats = train_step(self.nets, self.loss, self.sampler, step=self.step, batch=cfg.batch,
                                    batch_gpu=cfg.batch_gpu, world=self.world, regularise=regularise, fp16=self.fp16)
                 ema_update(self.nets, cfg.ema_kimg, self.cur_nimg, cfg.batch, EMA_RAMPUP)
@@ -297,16 +322,17 @@ class _Run:
                 self.pending.add(self.step, stats)
                 ticker.add(stats, self.augment)
                 self.train_sec += time.time() - t0
+                self.cpu_sec += time.process_time() - c0
                 checking = self.step % check_every == 0
                 if checking:
                     self._check()
-                ticker.report(self.step, self.cur_nimg, self.train_sec)
+                ticker.report(self.step, self.cur_nimg, self.train_sec, self.cpu_sec)
                 signalled = flag.stop is not None
                 over = cfg.max_sec is not None and time.time() - self.started >= cfg.max_sec
                 if self.world.distributed:  # agree at fixed steps, so that no process waits for the others
                     signalled, over = self.world.agree((signalled, over), self.device) if checking else (False, False)
                 if signalled or over:
-                    ticker.report(self.step, self.cur_nimg, self.train_sec, force=True)
+                    ticker.report(self.step, self.cur_nimg, self.train_sec, self.cpu_sec, force=True)
                     self._snapshot()
                     if signalled:
                         say(f"stopped by {flag.stop or 'a signal'} at step {self.step}; the same command resumes")
@@ -315,11 +341,11 @@ class _Run:
                     say(f"time budget of {cfg.max_sec:g} s spent at step {self.step}; the same command goes on")
                     break
                 if self.cur_nimg - self.last_snap_nimg >= snap_nimg:
-                    ticker.report(self.step, self.cur_nimg, self.train_sec, force=True)
+                    ticker.report(self.step, self.cur_nimg, self.train_sec, self.cpu_sec, force=True)
                     self._snapshot()
             if stopped is None:
                 self._check()
-                ticker.report(self.step, self.cur_nimg, self.train_sec, force=True)
+                ticker.report(self.step, self.cur_nimg, self.train_sec, self.cpu_sec, force=True)
                 if self.last_snap_nimg != self.cur_nimg or not (out / "checkpoint.json").exists():
                     self._snapshot()
                 elif not self.history:

@@ -11,6 +11,10 @@ cache or shared folder (zoo entry ``inception-fid``; `cached_fid_inception`).
 
 ``precision_recall`` adds Kynkäänniemi et al.'s (2019) k-NN precision (how many samples look real) and recall
 (how much of the real distribution the samples cover) on the same features.
+
+``random_features`` gives a second feature space that no discriminator sees: a seeded, untrained convolutional
+network (`RandomConvFeatures`), for a Fréchet distance ("FD-rand") that a recipe training on VGG16 features
+cannot game; like FD-VGG, its values are only comparable with each other.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["VGGFeatures", "vgg_features", "frechet_distance", "fd_vgg", "fvd_vgg", "feature_stats", "vgg16_path",
            "generate_images", "score_snapshots", "precision_recall", "evaluate_generator",
-           "cached_fid_inception"]
+           "cached_fid_inception", "RandomConvFeatures", "random_features"]
 
 MIN_SIZE = 64
 LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")  # the taps of `genprior.losses.VGG16Features`
@@ -75,7 +79,7 @@ def _to_vgg_input(images: torch.Tensor) -> torch.Tensor:
     return x
 
 
-_CACHE: dict[tuple[str, str], VGGFeatures] = {}
+_CACHE: dict[tuple[str, str], torch.nn.Module] = {}
 
 
 def _model(layer: str, device: torch.device) -> VGGFeatures:
@@ -90,6 +94,53 @@ def vgg_features(images: torch.Tensor, *, layer: str = "relu5_3", batch: int = 5
                  device: str | torch.device = "cpu") -> np.ndarray:
     """(N, D) float64 features of uint8 / [0, 1] images (N, C, H, W), computed on ``device``."""
     model = _model(layer, torch.device(device))
+    out = [model(images[i:i + batch].to(device)).double().cpu().numpy() for i in range(0, images.shape[0], batch)]
+    return np.concatenate(out) if out else np.zeros((0, model.dim))
+
+
+class RandomConvFeatures(torch.nn.Module):
+    """A fixed random convnet: images (N, C, H, W) in [0, 1] -> (N, 512) global-average-pooled features.
+
+    Four 3x3 convolutions (3 -> 64 -> 128 -> 256 -> 512, He-normal weights and zero biases drawn from ``seed``),
+    ReLU, 2x2 max pooling between them (max, not average, so that fine texture and noise survive, as in a
+    random VGG); grey images are repeated to RGB, inputs mapped to [-1, 1].
+    """
+
+    WIDTHS = (3, 64, 128, 256, 512)
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.convs = torch.nn.ModuleList()
+        for c_in, c_out in zip(self.WIDTHS[:-1], self.WIDTHS[1:]):
+            conv = torch.nn.Conv2d(c_in, c_out, 3, padding=1)
+            with torch.no_grad():
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=gen) * (2 / (c_in * 9)) ** 0.5)
+                conv.bias.zero_()
+            self.convs.append(conv.requires_grad_(False))
+
+    @property
+    def dim(self) -> int:
+        return self.WIDTHS[-1]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = _to_vgg_input(images)
+        x = (x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x) * 2 - 1
+        for i, conv in enumerate(self.convs):
+            x = torch.relu(conv(x))
+            if i < len(self.convs) - 1:
+                x = F.max_pool2d(x, 2)
+        return x.mean(dim=[2, 3])
+
+
+@torch.no_grad()
+def random_features(images: torch.Tensor, *, seed: int = 0, batch: int = 50,
+                    device: str | torch.device = "cpu") -> np.ndarray:
+    """(N, 512) float64 `RandomConvFeatures` of uint8 / [0, 1] images (N, C, H, W)."""
+    key = (f"random{seed}", str(device))
+    if key not in _CACHE:
+        _CACHE[key] = RandomConvFeatures(seed).to(device)
+    model = _CACHE[key]
     out = [model(images[i:i + batch].to(device)).double().cpu().numpy() for i in range(0, images.shape[0], batch)]
     return np.concatenate(out) if out else np.zeros((0, model.dim))
 

@@ -96,7 +96,9 @@ class Ticker:
             self.sums[k] = self.sums[k] + v.detach() if k in self.sums else v.detach().clone()
             self.counts[k] = self.counts.get(k, 0) + 1
 
-    def report(self, step: int, cur_nimg: int, train_sec: float, *, force: bool = False) -> None:
+    def report(self, step: int, cur_nimg: int, train_sec: float, cpu_sec: float = 0.0, *, force: bool = False) -> None:
+        """Write the line and record if ``interval`` has passed (or ``force``); ``train_sec`` is the wall time of
+        the steps, ``cpu_sec`` this process's CPU time in them (both since the run began)."""
         now = time.time()
         if not self.enabled or not self.sums or (not force and now - self.t0 < self.interval):
             return
@@ -105,7 +107,7 @@ class Ticker:
         means = {k: v / self.counts[k] for k, v in zip(keys, values)}
         sec_per_kimg = (now - self.t0) / max((cur_nimg - self.nimg0) / 1000, 1e-9)
         rec = dict(step=step, kimg=cur_nimg / 1000, sec_per_kimg=sec_per_kimg, kimg_per_hour=3600 / sec_per_kimg,
-                   train_hours=train_sec / 3600, time=now, **means)
+                   train_hours=train_sec / 3600, process_cpu_hours=cpu_sec / 3600, time=now, **means)
         with open(self.stats_path, "a") as f:
             f.write(json.dumps(rec) + "\n")
         r1_text = f"{means['r1']:.4f}" if "r1" in means else "  -   "

@@ -10,17 +10,17 @@ import torch
 
 from ..generators.stylegan2 import StyleGAN2Generator
 from . import run_state
-from .config import TrainingConfig
+from .config import R1_RECIPES, TrainingConfig
 from .discriminator import StyleGAN2Discriminator
 from .distributed import World
-from .projected import ProjectedDiscriminator
+from .projected import ProjectedDiscriminator, VisionAidedDiscriminator
 
 __all__ = ["build_networks", "make_nets", "Nets", "R1_INTERVAL"]
 
 R1_INTERVAL = 16  # steps between lazy R1 penalties (stylegan2 recipe); D's Adam is adjusted for it
 
 
-def build_networks(cfg: dict[str, Any]) -> tuple[StyleGAN2Generator, StyleGAN2Discriminator | ProjectedDiscriminator]:
+def build_networks(cfg: dict[str, Any]) -> tuple[StyleGAN2Generator, torch.nn.Module]:
     """Freshly initialised (G, D) for a run record (`TrainingConfig.record`; the global torch RNG draws the
     weights). Keys missing from older records take their old defaults (no fp16, the StyleGAN2 discriminator)."""
     fp16 = {"num_fp16_res": cfg["num_fp16_res"], "conv_clamp": cfg["conv_clamp"]} if cfg.get("num_fp16_res") else {}
@@ -29,12 +29,15 @@ def build_networks(cfg: dict[str, Any]) -> tuple[StyleGAN2Generator, StyleGAN2Di
         mapping_kwargs={"num_layers": cfg["mapping_layers"]},
         synthesis_kwargs={"channel_base": cfg["g_channel_base"], "channel_max": cfg["g_channel_max"], **fp16},
     )
-    if cfg.get("recipe", "stylegan2") == "projected":
-        D = ProjectedDiscriminator(img_resolution=cfg["resolution"], img_channels=cfg["channels"],
-                                   seed=cfg.get("seed", 0))
-    else:
-        D = StyleGAN2Discriminator(img_resolution=cfg["resolution"], img_channels=cfg["channels"],
-                                   channel_base=cfg["d_channel_base"], channel_max=cfg["d_channel_max"], **fp16)
+    recipe = cfg.get("recipe", "stylegan2")
+    if recipe == "projected":
+        return G, ProjectedDiscriminator(img_resolution=cfg["resolution"], img_channels=cfg["channels"],
+                                         seed=cfg.get("seed", 0))
+    D = StyleGAN2Discriminator(img_resolution=cfg["resolution"], img_channels=cfg["channels"],
+                               channel_base=cfg["d_channel_base"], channel_max=cfg["d_channel_max"], **fp16)
+    if recipe == "vision-aided":
+        D = VisionAidedDiscriminator(D, ProjectedDiscriminator(img_resolution=cfg["resolution"],
+                                                               img_channels=cfg["channels"], seed=cfg.get("seed", 0)))
     return G, D
 
 
@@ -97,7 +100,7 @@ def make_nets(record: dict[str, Any], cfg: TrainingConfig, device: torch.device,
     world.broadcast_(G)
     world.broadcast_(D)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    ratio = R1_INTERVAL / (R1_INTERVAL + 1) if cfg.recipe == "stylegan2" else 1.0
+    ratio = R1_INTERVAL / (R1_INTERVAL + 1) if cfg.recipe in R1_RECIPES else 1.0
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.0, 0.99), eps=1e-8)
     opt_D = torch.optim.Adam([p for p in D.parameters() if p.requires_grad], lr=cfg.lr * ratio,
                              betas=(0.0, 0.99**ratio), eps=1e-8)

@@ -1,4 +1,5 @@
-"""A Projected-GAN discriminator (Sauer et al. 2021) on frozen ImageNet VGG16 features.
+"""A Projected-GAN discriminator (Sauer et al. 2021) on frozen ImageNet VGG16 features, alone or beside
+StyleGAN2's discriminator (a vision-aided discriminator, Kumari et al. 2022).
 
 Images (N, C, R, R) in [-1, 1] go through the frozen VGG16 trunk of `genprior.losses.VGG16Features`
 (ImageNet weights, zoo entry ``vgg16-imagenet-features``); its ReLU maps relu2_2, relu3_3 and relu4_3 (at R/2,
@@ -10,6 +11,10 @@ convolution to one logit. The output is (N, 3): one logit per scale.
 Only the heads train (``requires_grad_`` leaves the rest frozen). The state dict holds the heads and the
 projections but not the VGG16 weights, which come from their file: a checkpoint stays small and resumes
 exactly. It runs in float32 everywhere (TF32 convolutions on recent GPUs, PyTorch's default there).
+
+`VisionAidedDiscriminator` holds a `StyleGAN2Discriminator` (``main``) and a `ProjectedDiscriminator`
+(``projected``): its logits are (N, 1 + 3), the main one first. The loss uses the two parts separately
+(`genprior.training.loss.VisionAidedLoss`), so that R1 differentiates the main part only.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from ..losses import VGG_TAPS, VGG16Features
 
-__all__ = ["ProjectedDiscriminator", "MIN_RESOLUTION"]
+__all__ = ["ProjectedDiscriminator", "VisionAidedDiscriminator", "MIN_RESOLUTION"]
 
 TAPS = VGG_TAPS[1:4]  # relu2_2, relu3_3, relu4_3 (torchvision feature indices)
 TAP_CHANNELS = (128, 256, 512)
@@ -101,6 +106,23 @@ class ProjectedDiscriminator(nn.Module):
             raise ValueError(f"expected images (N, {self.img_channels}, {self.img_resolution}, "
                              f"{self.img_resolution}), got {tuple(img.shape)}")
         return torch.cat([head(f) for head, f in zip(self.heads, self.features(img))], dim=1)
+
+
+class VisionAidedDiscriminator(nn.Module):
+    """Images (N, C, R, R) in [-1, 1] -> logits (N, 4): StyleGAN2's D (column 0) and the projected D (1-3)."""
+
+    def __init__(self, main: nn.Module, projected: ProjectedDiscriminator) -> None:
+        super().__init__()
+        self.main, self.projected = main, projected
+
+    def requires_grad_(self, requires_grad: bool = True) -> "VisionAidedDiscriminator":
+        """The main part and the projected heads; the VGG16 trunk stays frozen."""
+        self.main.requires_grad_(requires_grad)
+        self.projected.requires_grad_(requires_grad)
+        return self
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.main(img).float(), self.projected(img)], dim=1)
 
 
 def _drop_vgg(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
