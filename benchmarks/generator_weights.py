@@ -58,11 +58,6 @@ def main() -> None:
         sys.exit("set GENPRIOR_SHARED to the shared data folder")
     torch.set_num_threads(args.threads)
     table = json.loads(TABLE.read_text()) if TABLE.is_file() else {}
-    lines = ["# Generator weights (measured on training images)", "",
-             f"Command: `python benchmarks/generator_weights.py {' '.join(sys.argv[1:])}`. Mean PSNR (dB) of "
-             "consistent(w·g + (1 - w)·d(y)) over the images, per weight w; the best is kept.", "",
-             "| model | task | " + " | ".join(f"w={w}" for w in GRID) + " | chosen |",
-             "|---|---|" + "---|" * (len(GRID) + 1)]
     for model in args.models.split(","):
         G = genprior.load_generator(model, "cpu")
         truth = training_images(shared, model, args.images)
@@ -83,14 +78,31 @@ def main() -> None:
             best = GRID[int(np.argmax(scores))]
             key = task_key(physics)
             weights[key], measured[key] = best, dict(zip(map(str, GRID), scores))
-            lines.append(f"| {model} | {key} | " + " | ".join(f"{v:.2f}" for v in scores) + f" | {best} |")
             print(model, key, best, [round(v, 2) for v in scores], flush=True)
         table[model] = {"sha256": zoo.get_entry(model).sha256, "weights": weights, "psnr_by_weight": measured,
-                        "images": int(truth.shape[0]), "split": "training"}
-    TABLE.write_text(json.dumps(table, indent=1) + "\n")
+                        "images": int(truth.shape[0]), "split": "training",
+                        "command": f"python benchmarks/generator_weights.py {' '.join(sys.argv[1:])}"}
+    merged = json.loads(TABLE.read_text()) if TABLE.is_file() else {}  # another run may have written meanwhile
+    merged.update({m: table[m] for m in args.models.split(",")})
+    TABLE.write_text(json.dumps(merged, indent=1) + "\n")
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "generator_weights.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    (OUT / "generator_weights.md").write_text(markdown(merged))
+    print(markdown(merged))
+
+
+def markdown(table: dict) -> str:
+    """The table of every measured model: mean PSNR per weight w, per task."""
+    lines = ["# Generator weights (measured on training images)", "",
+             "Mean PSNR (dB) of consistent(w·g + (1 - w)·d(y)) over training images, per weight w; the best is "
+             "kept (`genprior/models/generator_weights.json`, read by `genprior.methods.trust`).", "",
+             "| model | task | images | " + " | ".join(f"w={w}" for w in GRID) + " | chosen |",
+             "|---|---|---|" + "---|" * (len(GRID) + 1)]
+    for model, entry in table.items():
+        for key, scores in entry["psnr_by_weight"].items():
+            lines.append(f"| {model} | {key} | {entry['images']} | " + " | ".join(f"{v:.2f}" for v in scores.values())
+                         + f" | {entry['weights'][key]} |")
+    commands = sorted({e["command"] for e in table.values() if "command" in e})
+    return "\n".join(lines + ["", "Commands: " + "; ".join(f"`{c}`" for c in commands)]) + "\n"
 
 
 if __name__ == "__main__":

@@ -316,9 +316,13 @@ class _Batch(click.ParamType):
 @click.option("--resolution", type=int, required=True, help="Power of two; images are fitted to it.")
 @click.option("--channels", type=click.Choice(["1", "3"]), default=None, help="Grey or RGB (default: the data's).")
 @click.option("--kimg", type=float, required=True, help="Train until this many thousand real images were shown.")
-@click.option("--recipe", type=click.Choice(["stylegan2", "projected"]), default="stylegan2", show_default=True,
+@click.option("--recipe", type=click.Choice(["stylegan2", "projected", "vision-aided"]), default="stylegan2",
+              show_default=True,
               help="stylegan2: its discriminator, logistic loss, lazy R1; projected: a discriminator on frozen "
-                   "VGG16 features, hinge loss.")
+                   "VGG16 features, hinge loss; vision-aided: StyleGAN2's discriminator plus heads on frozen VGG16 "
+                   "features (the shipped faces64 was fine-tuned so).")
+@click.option("--init-generator", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Start a new run's generator from this native generator file (fine-tuning; D starts fresh).")
 @click.option("--batch", type=_Batch(), default=16, show_default=True,
               help="Images per step, or 'auto' (fills the GPU's free memory; 16 on a CPU).")
 @click.option("--batch-gpu", type=int, default=None,

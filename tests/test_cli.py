@@ -126,6 +126,12 @@ def test_train_tiny_run_and_empty_folder(tmp_path, shared):
     assert res.exit_code == 0, res.output
     G = genprior.load_generator(out / "network-latest.safetensors", device="cpu")
     assert (G.resolution, G.channels, G.z_dim) == (16, 3, 16)
+    tuned = tmp_path / "tuned"  # fine-tuning (the shipped faces64 was): G from a generator file
+    res = run(*[tuned if a == out else a for a in args], "--recipe", "vision-aided")
+    assert res.exit_code == 1 and "vision-aided recipe needs resolution >= 32" in res.output  # reaches the config
+    res = run(*[tuned if a == out else a for a in args], "--init-generator", out / "network-latest.safetensors")
+    assert res.exit_code == 0, res.output
+    assert "start from" in res.output and (tuned / "network-latest.safetensors").is_file()
     empty = tmp_path / "empty"
     empty.mkdir()
     res = run("train", empty, tmp_path / "run2", "--resolution", "16", "--kimg", "1")

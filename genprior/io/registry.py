@@ -176,13 +176,13 @@ MODELS: tuple[dict[str, Any], ...] = (
         name="genprior-faces64",
         filename="genprior-faces64.safetensors",
         urls=(),
-        sha256="f54e8660251b1d705f39a90d8cdf40067470f22f9c2a86cefc35196fa2b9eda1",
+        sha256="ab5c204171c5d7f49e9d2bf4042c1c6ba01a061f8e81b7f50121744fcbf26706",
         license="genprior's weights: MIT; trained on UTKFace aligned crops (Zhang, Song, Qi 2017), whose terms allow "
         "non-commercial research use only",
-        description="genprior's StyleGAN2 for faces, 64x64 RGB, trained on a CPU (early: 87 kimg, 4.9 CPU hours; "
-        "see genprior/models/README.md). Ships inside the package.",
+        description="genprior's StyleGAN2 for faces, 64x64 RGB, trained on a CPU (87 kimg, 4.9 CPU hours, then 6 kimg "
+        "of vision-aided fine-tuning; see genprior/models/README.md). Ships inside the package.",
         format="native",
-        size_bytes=4565296,
+        size_bytes=4565600,
         packaged=True,
     ),
     dict(
