@@ -4,7 +4,7 @@ Run: ``python benchmarks/training.py [--runs /work/runs] [--n 500] [--every 4] [
 (writes benchmarks/results/training.{json,md}); ``--recipes NAME=RUN_DIR ...`` (with ``--recipes-only`` keeping
 the rest of an earlier report) adds the recipes side by side on faces64: per snapshot, FD-VGG, precision and
 recall (VGG16 relu5_3), FD on relu2_2, and FD-rand on a seeded random convnet that no discriminator sees
-(`genprior.training.metrics.random_features`), against process CPU hours. Scores are cached per run in
+(`genprior.metrics.generative.random_features`), against process CPU hours. Scores are cached per run in
 ``RUN_DIR/eval-n<n>.jsonl``.
 
 * floor: FD-VGG between real training images and the held-out images (what a perfect generator would get);
@@ -31,7 +31,7 @@ from genprior.training.data import load_dataset, split_holdout
 from genprior.training.loop import train
 from genprior.io.checkpoints import load_generator
 from genprior.training.inception import inception_features
-from genprior.training.metrics import (_model, _to_vgg_input, cached_fid_inception, fvd_vgg, frechet_distance,
+from genprior.metrics.generative import (_model, _to_vgg_input, cached_fid_inception, fvd_vgg, frechet_distance,
                                        generate_images, precision_recall, random_features, score_snapshots,
                                        vgg_features)
 

@@ -391,7 +391,7 @@ def evaluate(data, generator, num, holdout, seed, truncation_psi, k, output, ove
     from .io.atomic import atomic_path
     from .io.checkpoints import load_generator
     from .training.data import load_dataset, split_holdout
-    from .training.metrics import cached_fid_inception, evaluate_generator
+    from .metrics.generative import cached_fid_inception, evaluate_generator
 
     def go() -> None:
         if output is not None and output.exists() and not overwrite:

@@ -17,7 +17,7 @@ RESULT_DIR then holds (each file written atomically; an existing ``metrics.json`
 
 * ``network.safetensors``: the run's newest G_ema (``genprior.load_generator`` reads it);
 * ``samples.png``: its sample grid;
-* ``metrics.json``: FD-VGG, precision and recall (`genprior.training.metrics.evaluate_generator`, VGG16 relu5_3,
+* ``metrics.json``: FD-VGG, precision and recall (`genprior.metrics.generative.evaluate_generator`, VGG16 relu5_3,
   k = 3) of ``--metrics-n`` samples against as many real images (the held-out ones when the run holds some out,
   else the training images), with the run's step, kimg, training hours, device and this call's wall time and
   throughput.
@@ -82,7 +82,7 @@ def score(args: argparse.Namespace, started: float, nimg_before: int) -> dict:
     from genprior.io.checkpoints import load_generator
     from genprior.training.data import load_dataset, split_holdout
     from genprior.training.loop import load_training_checkpoint
-    from genprior.training.metrics import evaluate_generator
+    from genprior.metrics.generative import evaluate_generator
 
     state, _ = load_training_checkpoint(args.run_dir)
     cfg = state["config"]

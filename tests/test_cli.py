@@ -195,7 +195,7 @@ def test_restore_map_with_noise_optimisation_on_a_shipped_stylegan2(tmp_path):
 def test_evaluate_scores_a_shipped_model_against_its_data(tmp_path, shared):
     import json
 
-    from genprior.training.metrics import cached_fid_inception
+    from genprior.metrics.generative import cached_fid_inception
 
     digits = shared / "data" / "digits" / "t10k-images-idx3-ubyte.gz"
     out = tmp_path / "eval.json"

@@ -135,7 +135,7 @@ def test_grey_equals_repeated_rgb_and_uint8(seeded):
 def test_evaluate_generator_reports_fid_only_with_an_inception(seeded, shared, monkeypatch, tmp_path):
     import genprior
     from genprior.training.data import load_dataset
-    from genprior.training.metrics import cached_fid_inception, evaluate_generator, frechet_distance, generate_images
+    from genprior.metrics.generative import cached_fid_inception, evaluate_generator, frechet_distance, generate_images
 
     G = genprior.load_generator("genprior-digits32", device="cpu")
     real = load_dataset(shared / "data" / "digits" / "t10k-images-idx3-ubyte.gz", resolution=32, channels=1,

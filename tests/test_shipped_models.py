@@ -50,7 +50,7 @@ def test_brain64_is_shipped_and_draws_dark_backgrounds_around_a_head():
 
 def test_faces64_is_shipped_and_its_samples_are_close_to_held_out_faces(shared):
     from genprior.io.images import read_image
-    from genprior.training.metrics import fd_vgg, generate_images, precision_recall, vgg_features
+    from genprior.metrics.generative import fd_vgg, generate_images, precision_recall, vgg_features
 
     entry = zoo.get_entry("genprior-faces64")
     path = zoo.fetch(entry, offline=True)

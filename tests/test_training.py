@@ -19,7 +19,7 @@ from genprior.training.augment import diff_augment
 from genprior.training.data import load_mnist_idx
 from genprior.training.loop import load_training_checkpoint
 from genprior.errors import GenpriorError
-from genprior.training.metrics import frechet_distance, precision_recall, vgg_features
+from genprior.metrics.generative import frechet_distance, precision_recall, vgg_features
 
 TINY = dict(resolution=16, batch=4, g_channel_base=128, g_channel_max=16, d_channel_base=128, d_channel_max=16,
             z_dim=16, w_dim=16, mapping_layers=2, progress=False, mirror=True, seed=3)
@@ -405,7 +405,7 @@ def test_vision_aided_loss_terms_and_r1_on_the_main_part_only():
 
 @pytest.mark.filterwarnings("ignore:.*not 32x32")
 def test_random_features_are_seeded_and_see_noise_blur_and_stripes(shared):
-    from genprior.training.metrics import random_features
+    from genprior.metrics.generative import random_features
 
     imgs = load_dataset(shared / "data" / "faces-utk64", resolution=32, channels=3, max_images=128, log=None)
     a, b = random_features(imgs[:64], seed=0), random_features(imgs[64:], seed=0)

@@ -31,7 +31,7 @@ from ..errors import GenpriorError
 from ..losses import VGG16Features
 
 if TYPE_CHECKING:
-    from .inception import FIDInception
+    from ..training.inception import FIDInception
 
 __all__ = ["VGGFeatures", "vgg_features", "frechet_distance", "fd_vgg", "fvd_vgg", "feature_stats", "vgg16_path",
            "generate_images", "score_snapshots", "precision_recall", "evaluate_generator",
@@ -286,7 +286,7 @@ def cached_fid_inception() -> "FIDInception | None":
     Never downloads: ``genprior models fetch inception-fid`` does, once.
     """
     from ..io import zoo
-    from .inception import load_fid_inception
+    from ..training.inception import load_fid_inception
 
     try:
         path = zoo.fetch("inception-fid", offline=True, progress=False)
@@ -317,7 +317,7 @@ def evaluate_generator(G: torch.nn.Module, real_images: torch.Tensor, n: int | N
                      vgg_features(fake_images, layer=layer, device=device), k)
     fid = None
     if inception is not None:
-        from .inception import inception_features
+        from ..training.inception import inception_features
 
         fid = frechet_distance(inception_features(inception, fake_images), inception_features(inception, real_images))
     return dict(n=n, seed=seed, truncation_psi=truncation_psi, feature_layer=layer, k=k, **scores, fid=fid)
