@@ -38,8 +38,8 @@ OUT = Path(__file__).parent / "results"
 def colorization(shared: Path, work: Path, args) -> dict:
     d = shared / "data"
     folders = (d / "bigprior-col-bedroom" / "input", d / "bigprior-col-bedroom" / "mGANoutput", d / "lsun256" / "bedroom")
-    test = FusionTriples(*folders, task="colorization", stems=range(250, 300))
-    train = FusionTriples(*folders, task="colorization", stems=range(0, 250), crop=args.crop, augment=True)
+    test = FusionTriples(*folders, task="colorize", stems=range(250, 300))
+    train = FusionTriples(*folders, task="colorize", stems=range(0, 250), crop=args.crop, augment=True)
     rows = {}
     official = test_fusion(FusionNet.load(d / "bigprior-nets" / "col_bedroom_1" / "net_24.pth"), test, work / "official",
                            progress=False)["mean"]
@@ -49,7 +49,7 @@ def colorization(shared: Path, work: Path, args) -> dict:
     for label, net, epochs in (("DnCNN-17 re-trained here", "dncnn", args.dncnn_epochs),
                                ("genprior BoundedPhi", "bounded", args.epochs)):
         t = time.perf_counter()
-        run = train_fusion(train, work / "runs", net=net, task="colorization", name=f"col_{net}", epochs=epochs,
+        run = train_fusion(train, work / "runs", net=net, task="colorize", name=f"col_{net}", epochs=epochs,
                            seed=0, progress=False)
         m = test_fusion(FusionNet.load(run), test, work / net, progress=False)["mean"]
         rows[f"{label} ({epochs} epochs, {args.crop}px crops)"] = {**m, "train_seconds": time.perf_counter() - t}
@@ -133,7 +133,7 @@ def main() -> None:
                     help="Comma-separated parts to run; the others are kept from the previous report.")
     args = ap.parse_args()
     parts = args.parts.split(",")
-    unknown = sorted(set(parts) - {"colorization", *END_TO_END})
+    unknown = sorted(set(parts) - {"colorize", *END_TO_END})
     if unknown:
         sys.exit(f"unknown parts {unknown}; known: colorization, {', '.join(END_TO_END)}")
     shared = shared_dir()
@@ -151,12 +151,12 @@ def main() -> None:
         old_end_to_end = {"dcgan-digiface64": previous["end_to_end_faces"]}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        if "colorization" in parts:
+        if "colorize" in parts:
             report["colorization_bedroom"] = colorization(shared, work, args)
-            report["commands"]["colorization"] = command
+            report["commands"]["colorize"] = command
         else:
             report["colorization_bedroom"] = previous["colorization_bedroom"]
-            report["commands"]["colorization"] = previous.get("commands", {}).get("colorization", previous["command"])
+            report["commands"]["colorize"] = previous.get("commands", {}).get("colorize", previous["command"])
         report["end_to_end"] = {}
         for prior in END_TO_END:
             if prior in parts:

@@ -90,7 +90,7 @@ def test_official_state_dict_loads_strictly(col):
     assert sum(p.numel() for p in net.parameters()) == 557_184
     assert sum(p.numel() for p in DnCNNPhi(in_channels=3).parameters()) == 558_336
     model = FusionNet.load(col["net"] / "net_24.pth")
-    assert (model.task, model.in_channels, model.kind) == ("colorization", 1, "dncnn")
+    assert (model.task, model.in_channels, model.kind) == ("colorize", 1, "dncnn")
 
 
 def test_official_net_reproduces_stored_outputs_and_metrics(col, official):
@@ -132,7 +132,7 @@ def test_official_net_float_outputs_give_stored_metrics(col, official):
 
 
 def test_compare_to_reference_on_one_full_image(col, official):
-    ds = FusionTriples(col["input"], col["gan"], col["truth"], task="colorization", stems=[251])
+    ds = FusionTriples(col["input"], col["gan"], col["truth"], task="colorize", stems=[251])
     res = compare_to_reference(official, ds, col["ours"])
     for what in ("output", "phi"):
         assert res[what]["values"] == 3 * 256 * 256
@@ -192,7 +192,7 @@ def one_thread():
 
 @pytest.fixture()
 def tiny(col):
-    return FusionTriples(col["input"], col["gan"], col["truth"], task="colorization", stems=range(250, 254), crop=48)
+    return FusionTriples(col["input"], col["gan"], col["truth"], task="colorize", stems=range(250, 254), crop=48)
 
 
 def test_dataset_matches_stems_across_naming(tiny):
@@ -205,14 +205,14 @@ def test_dataset_matches_stems_across_naming(tiny):
 @pytest.mark.parametrize("net,options,augment", [("dncnn", {}, False), ("bounded", {}, True)])
 def test_train_resume_and_new_ids(col, tiny, tmp_path, net, options, augment, one_thread):
     if augment:  # random 64x64 crops and flips: resuming must restore the RNG too
-        tiny = FusionTriples(col["input"], col["gan"], col["truth"], task="colorization", stems=range(250, 254),
+        tiny = FusionTriples(col["input"], col["gan"], col["truth"], task="colorize", stems=range(250, 254),
                              crop=64, augment=True)
     kw = dict(net=net, net_options=options, batch=2, seed=3, progress=False, name="col")
     run = train_fusion(tiny, tmp_path, epochs=1, **kw)
     assert run.name == "col_1" and latest_epoch(run) == 0
     assert (run / "checkpoints" / "net_0.safetensors").is_file()
     args = json.loads((run / "args.json").read_text())
-    assert args["net"] == net and args["task"] == "colorization" and args["lr"] == 0.01
+    assert args["net"] == net and args["task"] == "colorize" and args["lr"] == 0.01
     hist = json.loads((run / "history.json").read_text())
     assert hist["epoch"] == [0] and all(np.isfinite(hist[k][0]) for k in ("loss", "mse", "mean_phi", "psnr"))
 
@@ -234,7 +234,7 @@ def test_train_resume_and_new_ids(col, tiny, tmp_path, net, options, augment, on
     assert done.name == "col_3"
 
     model = FusionNet.load(run)
-    assert (model.kind, model.task, model.in_channels) == (net, "colorization", 1)
+    assert (model.kind, model.task, model.in_channels) == (net, "colorize", 1)
     res = test_fusion(model, tiny, tmp_path / "test", progress=False)
     assert set(res["per_image"]) == set(tiny.stems)
     for s in tiny.stems:
@@ -280,7 +280,7 @@ def test_bounded_phi_takes_the_holes_from_the_prior():
     assert torch.equal(phi[..., 4:12, 4:12], torch.ones(1, 3, 8, 8))  # holes: all prior, exactly
     outside = phi[..., :4, :]
     assert outside.min() < 0.9 and outside.std() > 0.01  # elsewhere the net decides
-    fused = FusionNet(net, "inpainting")(y + 0.5, g + 0.5, m)[0]
+    fused = FusionNet(net, "inpaint")(y + 0.5, g + 0.5, m)[0]
     assert torch.allclose(fused[..., 4:12, 4:12], (g + 0.5)[..., 4:12, 4:12].clamp(0, 1), atol=1e-6)
 
 
@@ -295,31 +295,31 @@ def test_mismatched_triples_name_the_missing_files(tmp_path, col):
     for i in (0, 2, 5):
         shutil.copy(col["gan"] / f"{i}.webp", tmp_path / "gan" / f"{i}.webp")
     with pytest.raises(GenpriorError, match=r"GAN estimate file\(s\) missing .* image\(s\) 1") as err:
-        FusionTriples(tmp_path / "obs", tmp_path / "gan", tmp_path / "gt", task="colorization")
+        FusionTriples(tmp_path / "obs", tmp_path / "gan", tmp_path / "gt", task="colorize")
     assert "without an observation" in str(err.value) and "5" in str(err.value)
     with pytest.raises(GenpriorError, match=r"truth file\(s\) missing .* 7"):
-        FusionTriples(tmp_path / "obs", tmp_path / "gan", tmp_path / "gt", task="colorization", stems=[0, 7])
+        FusionTriples(tmp_path / "obs", tmp_path / "gan", tmp_path / "gt", task="colorize", stems=[0, 7])
     with pytest.raises(GenpriorError, match="does not exist"):
-        FusionTriples(tmp_path / "obs", tmp_path / "nope", task="colorization")
-    ds = FusionTriples(tmp_path / "obs", tmp_path / "gan", tmp_path / "gt", task="colorization", stems=[0, 2])
+        FusionTriples(tmp_path / "obs", tmp_path / "nope", task="colorize")
+    ds = FusionTriples(tmp_path / "obs", tmp_path / "gan", tmp_path / "gt", task="colorize", stems=[0, 2])
     assert ds.stems == ["0", "2"]
 
 
 def test_wrong_task_or_channels_are_clear_errors(official, tiny, tmp_path):
     y3, g = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
-    with pytest.raises(GenpriorError, match=r"colorization with 1-channel .* 3 channel"):
+    with pytest.raises(GenpriorError, match=r"'colorize' with 1-channel .* 3 channel"):
         official(y3, g)
-    with pytest.raises(GenpriorError, match="trained for colorization .* for inpainting"):
-        official(torch.rand(1, 1, 32, 32), g, task="inpainting")
+    with pytest.raises(GenpriorError, match="trained for 'colorize' .* for 'inpaint'"):
+        official(torch.rand(1, 1, 32, 32), g, task="inpaint")
     with pytest.raises(GenpriorError, match="GAN estimate"):
         official(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32))
-    rgb = FusionNet(DnCNNPhi(in_channels=3, layers=3, features=8), "inpainting")
-    with pytest.raises(GenpriorError, match="trained for inpainting .* for colorization"):
+    rgb = FusionNet(DnCNNPhi(in_channels=3, layers=3, features=8), "inpaint")
+    with pytest.raises(GenpriorError, match="trained for 'inpaint' .* for 'colorize'"):
         test_fusion(rgb, tiny, tmp_path / "t", progress=False)
     with pytest.raises(GenpriorError, match="needs 1-channel input"):
-        FusionNet(DnCNNPhi(in_channels=3, layers=3, features=8), "colorization")
-    with pytest.raises(GenpriorError, match="is a colorization fusion net, not a denoising one"):
-        FusionNet.load(official.source, task="denoising")
+        FusionNet(DnCNNPhi(in_channels=3, layers=3, features=8), "colorize")
+    with pytest.raises(GenpriorError, match="is a 'colorize' fusion net, not a 'denoise' one"):
+        FusionNet.load(official.source, task="denoise")
 
 
 def test_mask_files_are_white_where_observed(tmp_path):
@@ -333,6 +333,6 @@ def test_mask_files_are_white_where_observed(tmp_path):
     for sub in ("obs", "gan", "gt"):
         save_image(img, tmp_path / sub / "a.png")
     save_image(observed, tmp_path / "mask" / "a.png")
-    item = FusionTriples(tmp_path / "obs", tmp_path / "gan", tmp_path / "gt", task="inpainting",
+    item = FusionTriples(tmp_path / "obs", tmp_path / "gan", tmp_path / "gt", task="inpaint",
                          masks=tmp_path / "mask")[0]
     assert torch.equal(item["mask"], 1 - observed)  # in memory: 1 on the hole (BIGPrior's M)

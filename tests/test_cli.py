@@ -151,7 +151,7 @@ def test_restore_bigprior_colorize_and_wrong_task(tmp_path, shared):
     assert back.phi.shape == (1, 3, 64, 64) and set(back.tensors) == {"z", "alpha"}
     res = run("restore", face, "-g", "dcgan-digiface64", "--task", "inpaint", "--method", "bigprior", "--fusion", net,
               "--steps", "3", "-o", tmp_path / "p")
-    assert res.exit_code == 1 and "colorization" in res.output and "inpainting" in res.output
+    assert res.exit_code == 1 and "'colorize'" in res.output and "'inpaint'" in res.output
     res = run("restore", face, "-g", "dcgan-digiface64", "--task", "colorize", "--method", "bigprior",
               "-o", tmp_path / "q")
     assert res.exit_code == 1 and "--fusion" in res.output

@@ -22,7 +22,7 @@ def digits():
 @pytest.fixture(scope="module")
 def fusion_file(tmp_path_factory):
     torch.manual_seed(0)
-    net = FusionNet(BoundedPhi(in_channels=3), "denoising")
+    net = FusionNet(BoundedPhi(in_channels=3), "denoise")
     return net.save(tmp_path_factory.mktemp("fusion") / "net_1.safetensors")
 
 

@@ -99,7 +99,7 @@ def test_presets_and_bad_split_points(shared):
 
 
 def test_cli_bigprior_inpaint_with_a_grey_stylegan2(tmp_path):
-    fusion = FusionNet(BoundedPhi(in_channels=3, layers=2, features=8, use_mask=True), "inpainting")  # untrained
+    fusion = FusionNet(BoundedPhi(in_channels=3, layers=2, features=8, use_mask=True), "inpaint")  # untrained
     save_file(fusion.net.state_dict(), str(tmp_path / "net_1.safetensors"), metadata=fusion.metadata())
     brain = Path(genprior.__file__).parent / "samples" / "brain.png"
     args = ["restore", brain, "-g", "genprior-brain64", "--task", "inpaint", "--method", "bigprior", "--fusion",

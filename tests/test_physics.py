@@ -453,3 +453,14 @@ def test_unknown_config():
         physics_from_config({"name": "blur"})
     with pytest.raises(ValueError, match="name"):
         physics_from_config({"factor": 4})
+
+
+def test_one_task_vocabulary_and_older_names_still_read():
+    from genprior.restore import TASKS
+
+    names = {SuperResolution(2).name, Inpainting(center_mask(16)).name, Denoising(0.1).name, Colorization().name}
+    assert names == set(TASKS)  # the physics, the CLI and the result files speak one vocabulary
+    for old, cls in (("inpainting", Inpainting), ("denoising", Denoising), ("colorization", Colorization)):
+        cfg = {**{"inpainting": Inpainting(center_mask(16)), "denoising": Denoising(0.1),
+                  "colorization": Colorization()}[old].config(), "name": old}  # as a result folder of 0.1 saved it
+        assert isinstance(physics_from_config(cfg), cls)

@@ -30,7 +30,7 @@ from .mganprior import MGANPrior
 
 def task_of(physics: Physics) -> str:
     """The BIGPrior task of a forward model, or a GenpriorError."""
-    for cls, task in ((Colorization, "colorization"), (Inpainting, "inpainting"), (Denoising, "denoising")):
+    for cls, task in ((Colorization, "colorize"), (Inpainting, "inpaint"), (Denoising, "denoise")):
         if isinstance(physics, cls):
             return task
     raise GenpriorError(f"BIGPrior handles colorization, in-painting and denoising, not {physics.name}")
@@ -68,7 +68,7 @@ class BIGPrior(Method):
     def run(self, y: torch.Tensor, physics: Physics, gen: torch.Generator, history: History,
             start: Reconstruction | None = None) -> Reconstruction:
         task = task_of(physics)
-        grey = y.shape[1] == 1 and task != "colorization"
+        grey = y.shape[1] == 1 and task != "colorize"
         self.fusion.check(task=task, channels=3 if grey else y.shape[1])
         inv = self.inversion.run(y, physics, gen, history)
         g = inv.mean.to(y.device)
@@ -81,10 +81,10 @@ class BIGPrior(Method):
 def fuse_estimate(fusion: FusionNet, y: torch.Tensor, g: torch.Tensor, physics: Physics, task: str
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x, φ, g as fused) for an observation and a GAN estimate g (N, C, H, W) in [0, 1]."""
-    if task == "colorization":
+    if task == "colorize":
         g = with_luma(g, y)
-    holes = (1 - physics.observed.float()).expand(y.shape[0], 1, -1, -1) if task == "inpainting" else None
-    if y.shape[1] == 1 and task != "colorization":
+    holes = (1 - physics.observed.float()).expand(y.shape[0], 1, -1, -1) if task == "inpaint" else None
+    if y.shape[1] == 1 and task != "colorize":
         x, phi = fusion(y.expand(-1, 3, -1, -1), g.expand(-1, 3, -1, -1), mask=holes)
         return x.mean(1, keepdim=True), phi.mean(1, keepdim=True), g
     x, phi = fusion(y, g, mask=holes)

@@ -25,27 +25,27 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from ..errors import CheckpointError, GenpriorError
+from ..physics.base import LEGACY_TASK_NAMES
 from .fusion_nets import BoundedPhi, DnCNNPhi, build_phi_net
 
 __all__ = ["FusionNet", "TASKS", "task_channels", "task_from_experiment", "data_term", "fuse",
            "read_official_state_dict", "CONFIG_KEY"]
 
-TASKS = ("colorization", "inpainting", "denoising")
+TASKS = ("colorize", "inpaint", "denoise")
 CONFIG_KEY = "genprior_bigprior"
 _OFFICIAL_PREFIX = "module.backbone."
 
 
-_ALIASES = {"colorize": "colorization", "inpaint": "inpainting", "denoise": "denoising"}  # the CLI's task names
 
 
 def task_channels(task: str) -> int:
     """Channels of the observation y for ``task``: 1 for colorization, 3 otherwise."""
-    return 1 if check_task_name(task) == "colorization" else 3
+    return 1 if check_task_name(task) == "colorize" else 3
 
 
 def check_task_name(task: str) -> str:
-    """The canonical task name (``colorize`` -> ``colorization``, ...), or an error listing the known ones."""
-    task = _ALIASES.get(task, task)
+    """The task name (older files' ``colorization`` -> ``colorize``, ...), or an error listing the known ones."""
+    task = LEGACY_TASK_NAMES.get(task, task)
     if task not in TASKS:
         raise GenpriorError(f"unknown BIGPrior task {task!r}; expected one of {', '.join(TASKS)}")
     return task
@@ -54,10 +54,10 @@ def check_task_name(task: str) -> str:
 def task_from_experiment(name: str) -> str:
     """The official rule on experiment names: 'col' → colorization, 'den' → denoising, else in-painting."""
     if "col" in name:
-        return "colorization"
+        return "colorize"
     if "den" in name:
-        return "denoising"
-    return "inpainting"
+        return "denoise"
+    return "inpaint"
 
 
 def data_term(y: torch.Tensor) -> torch.Tensor:
@@ -118,7 +118,7 @@ def _latest(paths: list[Path], pattern: str) -> Path | None:
 class FusionNet:
     """A trained φ-net and the task it was trained for. ``model(y, g) -> (x̂, φ)``, images in [0, 1].
 
-    ``task`` is "colorization", "inpainting", "denoising", or None when unknown (an official 3-channel
+    ``task`` is "colorize", "inpaint", "denoise", or None when unknown (an official 3-channel
     ``.pth`` loaded without its run folder; then only the channel count is checked).
     """
 
@@ -126,7 +126,7 @@ class FusionNet:
         if task is not None:
             task = check_task_name(task)
             if task_channels(task) != net.in_channels:
-                raise GenpriorError(f"a {task} fusion net needs {task_channels(task)}-channel input, but this net "
+                raise GenpriorError(f"a {task!r} fusion net needs {task_channels(task)}-channel input, but this net "
                                     f"takes {net.in_channels}")
         self.net = net.eval()
         self.task = task
@@ -188,13 +188,13 @@ class FusionNet:
                 raise CheckpointError(f"{path}: official nets with extend_input=True are not supported")
             found = task_from_experiment(str(args.get("experiment", "")))
         elif net.in_channels == 1:
-            found = "colorization"
+            found = "colorize"
         else:
             m = re.fullmatch(r"(.+)_\d+", path.parent.name)
             found = task_from_experiment(m.group(1)) if m else None
         task = check_task_name(task) if task is not None else None
         if task is not None and found is not None and task != found:
-            raise GenpriorError(f"{path} is a {found} fusion net, not a {task} one")
+            raise GenpriorError(f"{path} is a {found!r} fusion net, not a {task!r} one")
         return cls(net, task or found, source=str(path), info=info)
 
     @classmethod
@@ -217,7 +217,7 @@ class FusionNet:
             raise CheckpointError(f"{path}: the weights do not fit the {config.get('net')} φ-net: {exc}") from None
         task = check_task_name(task) if task is not None else None
         if task is not None and found is not None and task != found:
-            raise GenpriorError(f"{path} is a {found} fusion net, not a {task} one")
+            raise GenpriorError(f"{path} is a {found!r} fusion net, not a {task!r} one")
         return cls(net, task or found, source=str(path), info={"format": "genprior", **info})
 
     def metadata(self, info: dict | None = None) -> dict[str, str]:
@@ -242,10 +242,10 @@ class FusionNet:
         if task is not None:
             task = check_task_name(task)
             if self.task is not None and task != self.task:
-                raise GenpriorError(f"this fusion net was trained for {self.task} ({self.in_channels}-channel "
-                                    f"input) but the data are for {task}")
+                raise GenpriorError(f"this fusion net was trained for {self.task!r} ({self.in_channels}-channel "
+                                    f"input) but the data are for {task!r}")
         if channels is not None and channels != self.in_channels:
-            what = self.task or "a 3-channel task"
+            what = repr(self.task) if self.task else "a 3-channel task"
             raise GenpriorError(f"this fusion net was trained for {what} with {self.in_channels}-channel "
                                 f"observations, but the observation has {channels} channel(s)")
 

@@ -61,7 +61,7 @@ def test_fusion(model: FusionNet | str | os.PathLike, dataset: FusionTriples, ou
             m["psnr"], m["ssim"] = psnr(x, gt), ssim(x, gt)
             m["mse_gan"] = (g.double() - gt.double()).pow(2).flatten(1).mean(1)
             m["psnr_gan"], m["ssim_gan"] = psnr(g, gt), ssim(g, gt)
-            if dataset.task == "colorization":
+            if dataset.task == "colorize":
                 m["auc"], m["auc_gan"] = colorization_auc(x, gt), colorization_auc(g, gt)
         for j, stem in enumerate(b["stem"]):
             save_image(x[j], out_dir / f"{stem}.png", overwrite=overwrite)

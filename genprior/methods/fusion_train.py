@@ -111,7 +111,7 @@ def train_fusion(dataset: FusionTriples, out_root: str | os.PathLike, *, net: st
         raise GenpriorError(f"unknown fusion net {net!r}; expected one of {', '.join(NET_KINDS)}")
     task = check_task_name(task or dataset.task)
     if task != dataset.task:
-        raise GenpriorError(f"train_fusion was asked for {task} but the dataset is for {dataset.task}")
+        raise GenpriorError(f"train_fusion was asked for {task!r} but the dataset is for {dataset.task!r}")
     if "truth" not in dataset.folders:
         raise GenpriorError("training needs the truth images: give FusionTriples a truths folder")
     for what, v in (("epochs", epochs), ("batch", batch), ("t0_epochs", t0_epochs)):

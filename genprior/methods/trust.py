@@ -15,19 +15,16 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from ..physics import Colorization, Denoising, Inpainting, Physics, SuperResolution
+from ..physics import Physics, SuperResolution
 
 TABLE = Path(__file__).resolve().parent.parent / "models" / "generator_weights.json"
 
 
 def task_key(physics: Physics) -> str:
-    """The task of a forward model in genprior's one task vocabulary: "superres-x4", "inpaint", "denoise",
-    "colorize" (others: the physics' name)."""
+    """The task of a forward model in genprior's one task vocabulary (the physics' name), with the factor for
+    super-resolution: "superres-x4", "inpaint", "denoise", "colorize"."""
     if isinstance(physics, SuperResolution):
         return f"superres-x{physics.factor}"
-    for cls, task in ((Inpainting, "inpaint"), (Denoising, "denoise"), (Colorization, "colorize")):
-        if isinstance(physics, cls):
-            return task
     return physics.name
 
 

@@ -37,11 +37,15 @@ def register(cls: type["Physics"]) -> type["Physics"]:
     return cls
 
 
+LEGACY_TASK_NAMES = {"inpainting": "inpaint", "denoising": "denoise", "colorization": "colorize"}
+"""Names older result folders and fusion files use for the tasks; read as today's (one vocabulary: the CLI's)."""
+
+
 def physics_from_config(cfg: dict[str, Any]) -> "Physics":
     """Rebuild an operator from ``op.config()`` (the inverse of `Physics.config`)."""
     if not isinstance(cfg, dict) or "name" not in cfg:
         raise ValueError(f"a physics config must be a dict with a 'name' key, got {cfg!r:.200}")
-    name = cfg["name"]
+    name = LEGACY_TASK_NAMES.get(cfg["name"], cfg["name"])
     if name not in _REGISTRY:
         raise ValueError(f"unknown physics {name!r}; known: {sorted(_REGISTRY)}")
     kwargs = {k: v for k, v in cfg.items() if k != "name"}

@@ -23,7 +23,7 @@ LUMA_601 = (0.299, 0.587, 0.114)
 class Colorization(Physics):
     """RGB -> ITU-R 601 luma (1 channel), optionally with Gaussian noise of std ``sigma``."""
 
-    name = "colorization"
+    name = "colorize"
 
     def __init__(self, *, sigma: float = 0.0) -> None:
         super().__init__(sigma=sigma)

@@ -37,7 +37,7 @@ def estimate_sigma(y: torch.Tensor) -> torch.Tensor:
 class Denoising(Physics):
     """Identity operator with Gaussian noise of std ``sigma``. x (N, C, H, W) -> y of the same shape."""
 
-    name = "denoising"
+    name = "denoise"
 
     def __init__(self, sigma: float = 0.0) -> None:
         super().__init__(sigma=sigma)

@@ -297,7 +297,7 @@ class Inpainting(Physics):
     x (N, C, H, W) -> y of the same shape; x must have the mask's H, W.
     """
 
-    name = "inpainting"
+    name = "inpaint"
 
     def __init__(self, mask: Any, *, sigma: float = 0.0, fill: float = 0.0) -> None:
         super().__init__(sigma=sigma)
