@@ -220,14 +220,7 @@ def test_projected_recipe_resume_is_exact_and_checkpoint_has_no_vgg(faces, tmp_p
     assert d_keys and not any(".vgg." in k for k in d_keys)  # the frozen trunk comes from its own file
     assert tensors["D.mix0"].shape == (64, 128, 1, 1) and any(".running_mean" in k for k in d_keys)
     assert all(k.startswith(("D.heads.", "D.mix")) for k in d_keys)
-    with pytest.warns(UserWarning, match="not 32x32"):
-        train(faces, tmp_path / "b", kimg=0.012, snapshot_kimg=0.012, **PROJ)
-    with pytest.warns(UserWarning, match="not 32x32"):
-        b = train(faces, tmp_path / "b", kimg=0.02, snapshot_kimg=0.012, **PROJ)
-    assert b["history"] == a["history"][3:]
-    _, sd_a = _state(tmp_path / "a" / "network-latest.safetensors")
-    _, sd_b = _state(tmp_path / "b" / "network-latest.safetensors")
-    assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+    _assert_interrupted_run_resumes_exactly(faces, tmp_path, a, PROJ)
 
 
 @pytest.mark.filterwarnings("ignore:.*not 16x16")
@@ -360,14 +353,7 @@ def test_vision_aided_recipe_resume_is_exact_and_keeps_both_discriminators(faces
     assert all(k.startswith(("D.main.", "D.projected.heads.", "D.projected.mix")) for k in d_keys)
     assert state["opt_D_groups"][0]["lr"] == pytest.approx(0.0025 * 16 / 17)  # lazy R1, as stylegan2
     assert state["cpu_sec"] > 0
-    with pytest.warns(UserWarning, match="not 32x32"):
-        train(faces, tmp_path / "b", kimg=0.012, snapshot_kimg=0.012, **VISION)
-    with pytest.warns(UserWarning, match="not 32x32"):
-        b = train(faces, tmp_path / "b", kimg=0.02, snapshot_kimg=0.012, **VISION)
-    assert b["history"] == a["history"][3:]
-    _, sd_a = _state(tmp_path / "a" / "network-latest.safetensors")
-    _, sd_b = _state(tmp_path / "b" / "network-latest.safetensors")
-    assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+    _assert_interrupted_run_resumes_exactly(faces, tmp_path, a, VISION)
 
 
 def test_vision_aided_loss_terms_and_r1_on_the_main_part_only():
@@ -442,3 +428,15 @@ def test_init_generator_starts_g_from_a_network_file_and_refuses_another_shape(f
     with pytest.raises(TrainingError, match=r"init_generator .*cannot start this run's generator from it"):
         train(faces, tmp_path / "d", kimg=0.004, init_generator=start, **{**TINY, "z_dim": 8})
     assert not (tmp_path / "d").exists()
+
+
+def _assert_interrupted_run_resumes_exactly(faces, tmp_path, a, kw):
+    """A run stopped at 12 images and resumed ends bit-exactly where the uninterrupted run ``a`` (in tmp/a) did."""
+    with pytest.warns(UserWarning, match="not 32x32"):
+        train(faces, tmp_path / "b", kimg=0.012, snapshot_kimg=0.012, **kw)
+    with pytest.warns(UserWarning, match="not 32x32"):
+        b = train(faces, tmp_path / "b", kimg=0.02, snapshot_kimg=0.012, **kw)
+    assert b["history"] == a["history"][3:]
+    _, sd_a = _state(tmp_path / "a" / "network-latest.safetensors")
+    _, sd_b = _state(tmp_path / "b" / "network-latest.safetensors")
+    assert all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
