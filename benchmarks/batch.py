@@ -3,9 +3,11 @@
 Run: ``python benchmarks/batch.py [--images 12] [--steps 20] [--workers 1,2] [--engines local,ray]``
 (writes benchmarks/results/batch.{json,md}).
 
-Job (a real, cheap restoration): BRGM MAP super-resolution x4 (box) of 32x32 grey images with the shipped
-``genprior-digits32`` generator, ``--steps`` Adam steps; ``setup()`` loads the generator and the perceptual
-network once per worker; each input's folder gets the full `Reconstruction` files and its PSNR. The inputs
+Job (a real, cheap restoration): `genprior.restore.RestoreJob`, what ``genprior restore DIR --workers N`` runs:
+BRGM MAP super-resolution x4 (box) of 32x32 grey images with the shipped ``genprior-digits32`` generator,
+``--steps`` Adam steps, no range extension; ``setup()`` loads the generator once per worker (the perceptual
+network's weights are read once per process); each input's folder gets the full `Reconstruction` files and its
+PSNR. The inputs
 are samples of the generator itself (seeds 0..N-1), written as PNGs, so the truth is known.
 
 Model of the cost: ``T(n, w) = start-up(w) + n x t_input / (w x efficiency(w))``; the report gives
@@ -30,30 +32,13 @@ import torch
 OUT = Path(__file__).parent / "results"
 
 
-class RestoreJob:
-    """BRGM MAP super-resolution of one image file (a clean image: degraded here, so PSNR is known)."""
+def restore_job(steps: int):
+    """genprior's own batch job (what ``genprior restore DIR --workers N`` runs): BRGM MAP super-resolution x4 of
+    each clean image file, degraded here (``simulate``) so the PSNR is known; no range extension (cheap)."""
+    from genprior.restore import RestoreJob, RestoreOptions
 
-    def __init__(self, generator: str = "genprior-digits32", factor: int = 4, steps: int = 20, seed: int = 0):
-        self.generator, self.factor, self.steps, self.seed = generator, factor, steps, seed
-
-    def setup(self) -> None:
-        from genprior.io.checkpoints import load_generator
-        from genprior.methods import BRGM
-        from genprior.restore import make_physics
-
-        self.G = load_generator(self.generator, device="cpu")
-        self.physics = make_physics("superres", self.G, factor=self.factor)
-        self.method = BRGM(self.G, space="w+", steps=self.steps)
-        _ = self.method.perceptual  # the perceptual network's weights, once per worker
-
-    def run_one(self, input_path: Path, out_dir: Path) -> dict:
-        from genprior.metrics import psnr
-        from genprior.restore import load_observation
-
-        y, truth = load_observation(input_path, self.G, self.physics, "superres", simulate=True, seed=self.seed)
-        res = self.method(y, self.physics, seed=self.seed)
-        res.save(out_dir, overwrite=True)
-        return {"restored": {"psnr": float(psnr(res.mean, truth)[0])}}
+    return RestoreJob("genprior-digits32", RestoreOptions(task="superres", factor=4, simulate=True, steps=steps,
+                                                          extension="none", perceptual="vgg"), device="cpu")
 
 
 def make_inputs(folder: Path, n: int) -> list[Path]:
@@ -71,7 +56,7 @@ def measure(engine: str, workers: int, files: list[Path], work: Path, steps: int
     from genprior.batch import run_batch
 
     out = work / f"{engine}-{workers}"
-    report = run_batch(RestoreJob(steps=steps), files, out, engine=engine, workers=workers, threads=1,
+    report = run_batch(restore_job(steps), files, out, engine=engine, workers=workers, threads=1,
                        show_progress=False)
     with open(out / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -81,7 +66,7 @@ def measure(engine: str, workers: int, files: list[Path], work: Path, steps: int
             "seconds": report.seconds, "startup_s": report.startup_seconds, "seconds_per_input": round(per_input, 3),
             "images_per_min": round(60 * report.restored / report.seconds, 2),
             "images_per_min_after_startup": round(60 * report.restored / steady, 2),
-            "mean_psnr": round(sum(float(r["restored.psnr"]) for r in rows) / len(rows), 3)}
+            "mean_psnr": round(sum(float(r["restored_psnr"]) for r in rows) / len(rows), 3)}
 
 
 def _spin(seconds: float) -> int:

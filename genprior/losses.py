@@ -77,6 +77,9 @@ def trunk_taps(trunk: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
     return out
 
 
+_PRETRAINED: dict[str, dict[str, torch.Tensor]] = {}  # "sd": the ImageNet weights, read once per process
+
+
 class VGG16Features(nn.Module):
     """VGG16's 13 conv layers (torchvision indices) returning the ReLU maps listed in ``VGG_TAPS``."""
 
@@ -87,19 +90,23 @@ class VGG16Features(nn.Module):
 
     @classmethod
     def pretrained(cls, device: str | torch.device = "cpu") -> "VGG16Features":
-        """The ImageNet weights from the zoo entry ``vgg16-imagenet-features`` (frozen, eval mode)."""
-        from .io.weights import read_safetensors
+        """The ImageNet weights from the zoo entry ``vgg16-imagenet-features`` (frozen, eval mode). The file is
+        read once per process; each call returns its own module (callers move or convert theirs freely)."""
+        if "sd" not in _PRETRAINED:
+            from .io import zoo
+            from .io.weights import read_safetensors
 
-        from .io import zoo
-
-        path = zoo.fetch("vgg16-imagenet-features", progress=False)
-        with torch.random.fork_rng(devices=[]):  # building the layers must not consume the global RNG
+            path = zoo.fetch("vgg16-imagenet-features", progress=False)
+            sd = {k: v.float() for k, v in read_safetensors(path).tensors.items()}
+            try:  # check the file once, on a throwaway network
+                cls().load_state_dict({**sd, "mean": torch.tensor(_VGG_MEAN).view(1, 3, 1, 1)}, strict=True)
+            except RuntimeError as exc:
+                raise CheckpointError(f"{path}: not VGG16 feature weights: {exc}") from None
+            _PRETRAINED["sd"] = sd
+        with torch.device("meta"):  # no initialisation: every weight comes from the file
             net = cls()
-        sd = {k: v.float() for k, v in read_safetensors(path).tensors.items()}
-        try:
-            net.load_state_dict({**sd, "mean": net.mean}, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: not VGG16 feature weights: {exc}") from None
+        sd = {k: v.clone() for k, v in _PRETRAINED["sd"].items()}
+        net.load_state_dict({**sd, "mean": torch.tensor(_VGG_MEAN).view(1, 3, 1, 1)}, strict=True, assign=True)
         return net.eval().requires_grad_(False).to(device)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
