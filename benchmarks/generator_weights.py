@@ -63,18 +63,21 @@ def main() -> None:
         truth = training_images(shared, model, args.images)
         weights, measured = {}, {}
         for task in args.tasks.split(","):
+            images = truth
             if task == "colorize":
                 if G.channels != 3:
                     continue
                 from genprior.physics import Colorization
 
                 physics = Colorization()
+                colour = truth.std(1).flatten(1).mean(1) > 0.01  # black-and-white photos: nothing to colorize
+                images = truth[colour]  # (and restored as grey their PSNR is unbounded, swamping the mean)
             else:
                 physics = task_physics(task)
-            y = physics(truth, seed=0)
+            y = physics(images, seed=0)
             res = BRGM(G, perceptual="vgg", generator_weight=1.0, consistency="none")(y, physics, seed=0)
             g = res.images["generated"]
-            scores = [float(psnr(apply_consistency(g, y, physics, "soft", 1.0, w), truth).mean()) for w in GRID]
+            scores = [float(psnr(apply_consistency(g, y, physics, "soft", 1.0, w), images).mean()) for w in GRID]
             best = GRID[int(np.argmax(scores))]
             key = task_key(physics)
             weights[key], measured[key] = best, dict(zip(map(str, GRID), scores))
@@ -83,7 +86,14 @@ def main() -> None:
                         "images": int(truth.shape[0]), "split": "training",
                         "command": f"python benchmarks/generator_weights.py {' '.join(sys.argv[1:])}"}
     merged = json.loads(TABLE.read_text()) if TABLE.is_file() else {}  # another run may have written meanwhile
-    merged.update({m: table[m] for m in args.models.split(",")})
+    for m in args.models.split(","):  # tasks measured now replace those of the same model file, others stay
+        entry = merged.get(m, {})
+        if entry.get("sha256") == table[m]["sha256"]:
+            for key in ("weights", "psnr_by_weight"):
+                entry[key] = {**entry.get(key, {}), **table[m][key]}
+            table[m] = {**table[m], **{k: entry[k] for k in ("weights", "psnr_by_weight")},
+                        "command": "; ".join(dict.fromkeys(filter(None, [entry.get("command"), table[m]["command"]])))}
+        merged[m] = table[m]
     TABLE.write_text(json.dumps(merged, indent=1) + "\n")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "generator_weights.md").write_text(markdown(merged))
@@ -94,7 +104,8 @@ def markdown(table: dict) -> str:
     """The table of every measured model: mean PSNR per weight w, per task."""
     lines = ["# Generator weights (measured on training images)", "",
              "Mean PSNR (dB) of consistent(w·g + (1 - w)·d(y)) over training images, per weight w; the best is "
-             "kept (`genprior/models/generator_weights.json`, read by `genprior.methods.trust`).", "",
+             "kept (`genprior/models/generator_weights.json`, read by `genprior.methods.trust`). Colorization skips "
+             "training images that are already black and white (nothing to colorize; their PSNR is unbounded).", "",
              "| model | task | images | " + " | ".join(f"w={w}" for w in GRID) + " | chosen |",
              "|---|---|---|" + "---|" * (len(GRID) + 1)]
     for model, entry in table.items():
