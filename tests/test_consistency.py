@@ -129,3 +129,26 @@ def test_auto_kernel_is_a_fitted_mixture_of_the_standard_kernels(faces):
     assert torch.allclose(back.A(faces), auto.A(faces), atol=1e-6)
     near = SuperResolution(4, "bicubic_aa").A(faces)
     assert (back.A(faces) - near).abs().max() < 0.05
+
+
+def test_generator_weights_apply_to_the_measured_model_file_only(monkeypatch):
+    import json
+
+    from genprior.io import zoo
+    from genprior.methods import trust
+
+    table = json.loads(trust.TABLE.read_text())
+    G = genprior.load_generator("genprior-faces64", device="cpu")
+    entry = table["genprior-faces64"]
+    assert entry["sha256"] == zoo.get_entry("genprior-faces64").sha256  # measured on the shipped file
+    for physics in (SuperResolution(4, "box"), SuperResolution(8, "box"), Inpainting(center_mask(64)),
+                    Denoising(0.1), Colorization()):
+        w = trust.measured_weight(G, physics)
+        assert w == entry["weights"][trust.task_key(physics)] and 0 <= w <= 1
+    assert trust.measured_weight(G, SuperResolution(2, "box")) == 1.0  # a task never measured: all of the prior
+    path = zoo.fetch("genprior-faces64", offline=True)
+    assert trust.measured_weight(genprior.load_generator(path, device="cpu"), SuperResolution(4, "box")) == 1.0
+    trust._table.cache_clear()
+    monkeypatch.setattr(trust, "TABLE", trust.TABLE.with_name("absent.json"))
+    assert trust.measured_weight(G, SuperResolution(4, "box")) == 1.0  # retrained / unmeasured: weight 1
+    trust._table.cache_clear()
