@@ -128,8 +128,8 @@ def main() -> None:
              f"thread per worker; 1-minute load average {load_before:.2f} before and {load:.2f} after the run).", "",
              f"The machine's ceiling at the time: 2 processes ran a plain 1-thread torch loop {ceiling:.2f}x as fast "
              "as 1 (2.0 on two idle cores); other jobs share these cores, so 2 workers cannot beat that.", "",
-             "Job: BRGM MAP super-resolution x4 of 32x32 `genprior-digits32` samples, "
-             f"{args.steps} steps per image; `setup()` loads the generator and perceptual network once per worker.",
+             "Job: `genprior.restore.RestoreJob` (what `genprior restore DIR --workers N` runs), BRGM MAP super-resolution x4 of 32x32 `genprior-digits32` samples, no range extension, "
+             f"{args.steps} steps per image; `setup()` loads the generator once per worker, the perceptual weights are read once per process.",
              "", "| engine | workers | images | wall s | start-up s | s per image (in a worker) | images/min | "
              "images/min after start-up | speed-up | efficiency | mean PSNR dB |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

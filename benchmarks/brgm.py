@@ -114,6 +114,7 @@ def done_keys(fresh: bool) -> set[tuple]:
 
 def append(row: dict) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
+    row = {**row, "command": "python benchmarks/brgm.py " + " ".join(sys.argv[1:])}
     with open(ROWS, "a") as f:
         f.write(json.dumps(row) + "\n")
     print(json.dumps({k: row[k] for k in ("table", "domain", "task", "images", "variant")}),
@@ -224,12 +225,12 @@ def fmt(s: dict, key: str = "psnr", digits: int = 2) -> str:
 
 def write_report(args) -> None:
     rows = [json.loads(line) for line in ROWS.read_text().splitlines()] if ROWS.exists() else []
-    command = "python benchmarks/brgm.py " + " ".join(sys.argv[1:])
+    command = "; ".join(f"`{c}`" for c in dict.fromkeys(r.get("command", "") for r in rows) if c) or "(none)"
     report = {"command": command, "machine": {"python": platform.python_version(), "torch": torch.__version__,
                                               "threads": args.threads}, "rows": rows}
     (OUT / "brgm.json").write_text(json.dumps(report, indent=1))
     lines = ["# BRGM benchmark", "",
-             f"Command: `{command}` (torch {torch.__version__}, {args.threads} thread(s); the 2-core machine is shared, "
+             f"Rows from: {command} (torch {torch.__version__}, {args.threads} thread(s); the 2-core machine is shared, "
              "so seconds are indicative). Mean ± standard error over the images. PSNR in dB; perceptual: VGG16 "
              "distance summed over layers as LPIPS (lower is better); coverage: share of true pixels inside the "
              "posterior's 90 % interval. Observations carry noise σ 0.01 (denoising: σ 0.1).", ""]
