@@ -57,7 +57,7 @@ def main() -> None:
     if shared is None:
         sys.exit("set GENPRIOR_SHARED to the shared data folder")
     torch.set_num_threads(args.threads)
-    table = json.loads(TABLE.read_text()) if TABLE.is_file() else {}
+    table = {}  # the models measured now
     for model in args.models.split(","):
         G = genprior.load_generator(model, "cpu")
         truth = training_images(shared, model, args.images)
@@ -86,14 +86,13 @@ def main() -> None:
                         "images": int(truth.shape[0]), "split": "training",
                         "command": f"python benchmarks/generator_weights.py {' '.join(sys.argv[1:])}"}
     merged = json.loads(TABLE.read_text()) if TABLE.is_file() else {}  # another run may have written meanwhile
-    for m in args.models.split(","):  # tasks measured now replace those of the same model file, others stay
-        entry = merged.get(m, {})
-        if entry.get("sha256") == table[m]["sha256"]:
+    for model, new in table.items():  # tasks measured now replace those of the same model file, others stay
+        old = merged.get(model, {})
+        if old.get("sha256") == new["sha256"]:
             for key in ("weights", "psnr_by_weight"):
-                entry[key] = {**entry.get(key, {}), **table[m][key]}
-            table[m] = {**table[m], **{k: entry[k] for k in ("weights", "psnr_by_weight")},
-                        "command": "; ".join(dict.fromkeys(filter(None, [entry.get("command"), table[m]["command"]])))}
-        merged[m] = table[m]
+                new[key] = {**old.get(key, {}), **new[key]}
+            new["command"] = "; ".join(dict.fromkeys(filter(None, [old.get("command"), new["command"]])))
+        merged[model] = new
     TABLE.write_text(json.dumps(merged, indent=1) + "\n")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "generator_weights.md").write_text(markdown(merged))

@@ -77,7 +77,7 @@ def trunk_taps(trunk: nn.Sequential, x: torch.Tensor) -> list[torch.Tensor]:
     return out
 
 
-_PRETRAINED: dict[str, dict[str, torch.Tensor]] = {}  # "sd": the ImageNet weights, read once per process
+_PRETRAINED: dict[str, dict[str, torch.Tensor]] = {}  # {file: its ImageNet weights}, read once per process
 
 
 class VGG16Features(nn.Module):
@@ -92,21 +92,20 @@ class VGG16Features(nn.Module):
     def pretrained(cls, device: str | torch.device = "cpu") -> "VGG16Features":
         """The ImageNet weights from the zoo entry ``vgg16-imagenet-features`` (frozen, eval mode). The file is
         read once per process; each call returns its own module (callers move or convert theirs freely)."""
-        if "sd" not in _PRETRAINED:
+        if not _PRETRAINED:
             from .io import zoo
             from .io.weights import read_safetensors
 
             path = zoo.fetch("vgg16-imagenet-features", progress=False)
-            sd = {k: v.float() for k, v in read_safetensors(path).tensors.items()}
-            try:  # check the file once, on a throwaway network
-                cls().load_state_dict({**sd, "mean": torch.tensor(_VGG_MEAN).view(1, 3, 1, 1)}, strict=True)
-            except RuntimeError as exc:
-                raise CheckpointError(f"{path}: not VGG16 feature weights: {exc}") from None
-            _PRETRAINED["sd"] = sd
+            _PRETRAINED[str(path)] = {k: v.float() for k, v in read_safetensors(path).tensors.items()}
+        (path, sd), = _PRETRAINED.items()
         with torch.device("meta"):  # no initialisation: every weight comes from the file
             net = cls()
-        sd = {k: v.clone() for k, v in _PRETRAINED["sd"].items()}
-        net.load_state_dict({**sd, "mean": torch.tensor(_VGG_MEAN).view(1, 3, 1, 1)}, strict=True, assign=True)
+        try:
+            net.load_state_dict({**{k: v.clone() for k, v in sd.items()},
+                                 "mean": torch.tensor(_VGG_MEAN).view(1, 3, 1, 1)}, strict=True, assign=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: not VGG16 feature weights: {exc}") from None
         return net.eval().requires_grad_(False).to(device)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -20,7 +20,7 @@ PANELS = [("truth", "truth.png", None), ("observation", "observation.png", None)
 def figure(folder: Path) -> Image.Image:
     """One row of captioned panels from a result folder."""
     config = json.loads((folder / "config.json").read_text())
-    metrics = config.get("history", {}).get("metrics") or config.get("metrics") or {}
+    metrics = config["history"].get("metrics", {})  # `Reconstruction.save` keeps them under history
     row = Image.new("RGB", (SIDE * len(PANELS), SIDE + CAPTION), "white")
     draw = ImageDraw.Draw(row)
     for i, (label, file, key) in enumerate(PANELS):

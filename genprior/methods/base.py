@@ -80,6 +80,14 @@ class History:
         return {"loss": self.loss, "terms": self.terms}
 
 
+def check_counts(cfg: Any, least: dict[str, int]) -> None:
+    """Raise ValueError unless each named setting of ``cfg`` is an integer (not a bool) >= its least value."""
+    for name, bound in least.items():
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < bound:
+            raise ValueError(f"{name} must be an integer >= {bound}, got {value!r}")
+
+
 def check_observation(y: Any, physics: Any, G: Generator) -> torch.Tensor:
     """y as float32 on G's device, after checking it fits ``physics`` applied to G's images; else ValueError.
 

@@ -30,9 +30,8 @@ from .mganprior import MGANPrior
 
 def task_of(physics: Physics) -> str:
     """The BIGPrior task of a forward model, or a GenpriorError."""
-    for cls, task in ((Colorization, "colorize"), (Inpainting, "inpaint"), (Denoising, "denoise")):
-        if isinstance(physics, cls):
-            return task
+    if isinstance(physics, (Colorization, Inpainting, Denoising)):
+        return physics.name  # "colorize", "inpaint", "denoise": the fusion nets' task names too
     raise GenpriorError(f"BIGPrior handles colorization, in-painting and denoising, not {physics.name}")
 
 

@@ -31,7 +31,7 @@ from ..physics import Physics
 from ..physics.consistency import blend, consistent
 from ..priors import DiagonalGaussianPrior, GaussianPrior, LatentStats, latent_stats, normalise_noise_
 from ..result import Reconstruction
-from .base import History, Method, register_renderer
+from .base import History, Method, check_counts, register_renderer
 from .energy import LatentEnergy
 from .extension import Extension, FeatureOffset, LowRankTuning, NoExtension, extension_from_state
 from .optim import minimise
@@ -105,11 +105,7 @@ def check_config(cfg: BRGMConfig, G: Generator) -> None:
         raise ValueError(f"extension must be one of {', '.join(EXTENSIONS)}, not {cfg.extension!r}")
     if cfg.consistency not in CONSISTENCY:
         raise ValueError(f"consistency must be one of {', '.join(CONSISTENCY)}, not {cfg.consistency!r}")
-    for name, least in (("steps", 1), ("tune_steps", 0), ("ilo_steps", 0), ("tune_rank", 1), ("init_candidates", 1),
-                        ("starts", 1)):
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    check_counts(cfg, {"steps": 1, "tune_steps": 0, "ilo_steps": 0, "tune_rank": 1, "init_candidates": 1, "starts": 1})
     if cfg.noise_sigma is not None and not (cfg.noise_sigma > 0):
         raise ValueError(f"noise_sigma must be > 0, got {cfg.noise_sigma!r}")
 
@@ -219,15 +215,12 @@ class BRGM(Method):
         opt = torch.optim.Adam([latent, *noise.values(), *unknown], lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
         y_k = y.repeat(k, 1, 1, 1) if k > 1 else y
         feats = y_features if k == 1 or y_features is None else [f.repeat(k, 1, 1, 1) for f in y_features]
-        last: dict[str, torch.Tensor] = {}
 
         def loss(step: int) -> tuple[torch.Tensor, dict]:
             x = self.G.render(latent, clamp=False, noise=noise or None)
             temper = cfg.anneal ** max(0.0, 1 - 2 * step / max(cfg.steps, 1))
-            e, terms = energy(x, latent, y_k, physics, y_features=feats, noise=noise or None,
-                              scale={"likelihood": temper ** -2})
-            last["energy"] = e.detach()
-            return e, terms
+            return energy(x, latent, y_k, physics, y_features=feats, noise=noise or None,
+                          scale={"likelihood": temper ** -2})
 
         best_of = (lambda v: v.view(k, n).min(0).values) if k > 1 else None
         minimise(opt, loss, cfg.steps, history, stage="map", lr=cfg.lr, schedule=cfg.schedule,

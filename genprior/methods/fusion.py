@@ -36,8 +36,6 @@ CONFIG_KEY = "genprior_bigprior"
 _OFFICIAL_PREFIX = "module.backbone."
 
 
-
-
 def task_channels(task: str) -> int:
     """Channels of the observation y for ``task``: 1 for colorization, 3 otherwise."""
     return 1 if check_task_name(task) == "colorize" else 3

@@ -27,7 +27,7 @@ from ..physics import Physics
 from ..physics.consistency import misfit_variance
 from ..progress import progress as progress_bar
 from ..result import Reconstruction
-from .base import History, Method, register_renderer
+from .base import History, Method, check_counts, register_renderer
 from .brgm import BRGM
 from .extension import Extension
 from .vi import continue_from, latent_posterior_energy, make_sample_consistent, sampling_state
@@ -67,11 +67,7 @@ class LatentMCMC(Method):
         super().__init__(G, progress=progress)
         self.cfg = MCMCConfig(**config)
         cfg = self.cfg
-        for name, least in (("chains", 2), ("burn_in", 0), ("keep", 2), ("thin", 1), ("num_samples", 2),
-                            ("map_steps", 1)):
-            value = getattr(cfg, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        check_counts(cfg, {"chains": 2, "burn_in": 0, "keep": 2, "thin": 1, "num_samples": 2, "map_steps": 1})
         if not cfg.step_size > 0:
             raise ValueError(f"step_size must be > 0, got {cfg.step_size}")
         self.map = BRGM(G, space=cfg.space, steps=cfg.map_steps, progress=progress, perceptual=cfg.perceptual,

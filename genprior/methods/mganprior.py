@@ -40,7 +40,7 @@ from ..generators import Generator
 from ..losses import VGG16Features
 from ..physics import Physics
 from ..result import Reconstruction
-from .base import History, Method, register_renderer
+from .base import History, Method, check_counts, register_renderer
 from .optim import minimise
 
 # Official BIGPrior / mGANprior settings per task (BIGPRIOR.md §2.4): composing layer, codes, iterations, VGG λ.
@@ -91,10 +91,7 @@ class MGANPrior(Method):
         self.cfg = MGANPriorConfig(**config)
         if self.cfg.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', not {self.cfg.optimizer!r}")
-        for name in ("steps", "codes"):
-            value = getattr(self.cfg, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        check_counts(self.cfg, {"steps": 1, "codes": 1})
         self.space = "w" if G.w_dim is not None else "z"  # where the codes live
         if getattr(G, "c_dim", 0):
             raise ValueError("mGANprior does not support conditional generators (c_dim > 0)")

@@ -33,7 +33,7 @@ from ..physics.consistency import blend, misfit_variance, posterior_sample
 from ..result import Reconstruction
 from ..losses import GaussianLikelihood
 from ..priors import DiagonalGaussianPrior
-from .base import History, Method, register_renderer
+from .base import History, Method, check_counts, register_renderer
 from .brgm import BRGM, apply_consistency
 from .energy import LatentEnergy
 from .extension import Extension, extension_from_state
@@ -83,10 +83,7 @@ class VariationalBRGM(Method):
         super().__init__(G, progress=progress)
         self.cfg = VIConfig(**config)
         cfg = self.cfg
-        for name, least in (("steps", 1), ("mc_samples", 1), ("num_samples", 2), ("map_steps", 0), ("rank", 0)):
-            value = getattr(cfg, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+        check_counts(cfg, {"steps": 1, "mc_samples": 1, "num_samples": 2, "map_steps": 0, "rank": 0})
         if cfg.consistency not in ("sample", "soft", "hard", "none"):
             raise ValueError(f"consistency must be sample, soft, hard or none, not {cfg.consistency!r}")
         map_cfg = {"extension": "tune", **cfg.map}
