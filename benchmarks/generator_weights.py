@@ -9,6 +9,12 @@ For each model and task the default MAP restoration runs once on images from the
 generator's image g is then blended with the data-only estimate d(y) before data consistency,
 ``consistent(w·g + (1 - w)·d(y))``, for w on a grid, and the w with the best mean PSNR is kept. The table records
 each model file's sha256: a retrained model uses w = 1 until it is measured again.
+
+The same fits give the misfit inflation κ per task (`genprior.methods.trust.measured_inflation`): the residual
+variance τ² that VI and MCMC estimate from the fit's own residual (`misfit_variance`) is too small where the data
+are silent, because the latent was fitted to the observed values. κ is the factor on τ² (on a grid of powers of
+two) whose posterior samples (`posterior_sample`, around the chosen blend) have a mean per-pixel variance closest
+to the squared error of their mean, on the same training images.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from genprior.io import zoo
 from genprior.io.images import read_image
 from genprior.methods import BRGM
 from genprior.methods.brgm import apply_consistency
+from genprior.physics.consistency import blend, misfit_variance, posterior_sample
 from genprior.methods.trust import TABLE, task_key
 from genprior.metrics import psnr
 from genprior.paths import shared_dir
@@ -35,6 +42,7 @@ from common import task_physics  # noqa: E402  (benchmarks/common.py)
 
 OUT = Path(__file__).parent / "results"
 GRID = [round(w, 2) for w in np.linspace(0, 1, 11)]
+INFLATION = [2.0 ** k for k in range(0, 11)]
 TRAINING = {"genprior-faces64": ("data/faces-utk64", 3, slice(0, 9000)),
             "genprior-brain64": ("data/brain-mri64/train", 1, slice(None))}
 
@@ -44,6 +52,23 @@ def training_images(shared: Path, model: str, n: int) -> torch.Tensor:
     files = sorted(os.listdir(shared / folder))[part]
     picked = files[:: max(1, len(files) // n)][:n]
     return torch.cat([read_image(shared / folder / f, channels=channels) for f in picked])
+
+
+def misfit_inflation(G, res, y: torch.Tensor, physics, weight: float, truth: torch.Tensor,
+                     draws: int = 8) -> tuple[float, dict[str, float]]:
+    """(κ, variance / squared-error ratio per κ): the factor on the fit's own τ² that matches the posterior samples'
+    variance to the error of their mean (VI's τ² comes from the generator's image without range extension)."""
+    sigma = float(physics.sigma)
+    x_range = G.render(res.latent, noise=res.noise or None).clamp(0, 1)
+    tau2 = misfit_variance(y - physics.A(x_range), physics, x_range.shape, sigma, 1.0, estimate=x_range)
+    x = blend(res.images["generated"], y, physics, weight)
+    ratios = {}
+    for k in INFLATION:
+        gen = torch.Generator().manual_seed(0)
+        s = torch.stack([posterior_sample(x, y, physics, tau2=tau2 * k, gen=gen).clamp(0, 1) for _ in range(draws)], 1)
+        ratios[str(k)] = float(s.var(1).mean() / (s.mean(1) - truth).square().mean())
+    best = min(INFLATION, key=lambda k: abs(np.log(max(ratios[str(k)], 1e-12))))
+    return best, ratios
 
 
 def main() -> None:
@@ -61,7 +86,7 @@ def main() -> None:
     for model in args.models.split(","):
         G = genprior.load_generator(model, "cpu")
         truth = training_images(shared, model, args.images)
-        weights, measured = {}, {}
+        weights, measured, inflation, ratios = {}, {}, {}, {}
         for task in args.tasks.split(","):
             images = truth
             if task == "colorize":
@@ -81,15 +106,17 @@ def main() -> None:
             best = GRID[int(np.argmax(scores))]
             key = task_key(physics)
             weights[key], measured[key] = best, dict(zip(map(str, GRID), scores))
-            print(model, key, best, [round(v, 2) for v in scores], flush=True)
+            inflation[key], ratios[key] = misfit_inflation(G, res, y, physics, best, images)
+            print(model, key, best, [round(v, 2) for v in scores], "inflation", inflation[key], flush=True)
         table[model] = {"sha256": zoo.get_entry(model).sha256, "weights": weights, "psnr_by_weight": measured,
+                        "misfit_inflation": inflation, "variance_ratio_by_inflation": ratios,
                         "images": int(truth.shape[0]), "split": "training",
                         "command": f"python benchmarks/generator_weights.py {' '.join(sys.argv[1:])}"}
     merged = json.loads(TABLE.read_text()) if TABLE.is_file() else {}  # another run may have written meanwhile
     for model, new in table.items():  # tasks measured now replace those of the same model file, others stay
         old = merged.get(model, {})
         if old.get("sha256") == new["sha256"]:
-            for key in ("weights", "psnr_by_weight"):
+            for key in ("weights", "psnr_by_weight", "misfit_inflation", "variance_ratio_by_inflation"):
                 new[key] = {**old.get(key, {}), **new[key]}
             new["command"] = "; ".join(dict.fromkeys(filter(None, [old.get("command"), new["command"]])))
         merged[model] = new
@@ -111,6 +138,14 @@ def markdown(table: dict) -> str:
         for key, scores in entry["psnr_by_weight"].items():
             lines.append(f"| {model} | {key} | {entry['images']} | " + " | ".join(f"{v:.2f}" for v in scores.values())
                          + f" | {entry['weights'][key]} |")
+    lines += ["", "Misfit inflation κ (the factor on VI's and MCMC's residual variance τ²): mean posterior-sample "
+              "variance / squared error of their mean, per κ; the κ with the ratio closest to 1 is kept.", "",
+              "| model | task | " + " | ".join(f"κ={k:g}" for k in INFLATION) + " | chosen |",
+              "|---|---|" + "---|" * (len(INFLATION) + 1)]
+    for model, entry in table.items():
+        for key, ratios in entry.get("variance_ratio_by_inflation", {}).items():
+            lines.append(f"| {model} | {key} | " + " | ".join(f"{v:.2f}" for v in ratios.values())
+                         + f" | {entry['misfit_inflation'][key]:g} |")
     commands = sorted({e["command"] for e in table.values() if "command" in e})
     return "\n".join(lines + ["", "Commands: " + "; ".join(f"`{c}`" for c in commands)]) + "\n"
 

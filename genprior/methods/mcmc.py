@@ -31,6 +31,7 @@ from .base import History, Method, check_counts, register_renderer
 from .brgm import BRGM
 from .extension import Extension
 from .vi import continue_from, latent_posterior_energy, make_sample_consistent, sampling_state
+from .trust import measured_inflation
 
 TARGET_ACCEPTANCE = 0.574
 
@@ -97,7 +98,8 @@ class LatentMCMC(Method):
             misfit = (residual.flatten(1).square().mean(1) - sigma_n ** 2).clamp_min(0) if cfg.misfit \
                 else torch.zeros(n, device=y.device)
             x_range = self.G.render(w0, noise=noise_arg)
-            tau2 = misfit_variance(y - physics.A(x_range), physics, x_range.shape, sigma_n, cfg.consistency_smoothness)
+            tau2 = misfit_variance(y - physics.A(x_range), physics, x_range.shape, sigma_n, cfg.consistency_smoothness,
+                                   estimate=x_range) * measured_inflation(self.G, physics)
         sigma = (sigma_n ** 2 + misfit).sqrt()
 
         # chains are the slow axis: batch (c*n, ...), chain-major

@@ -6,7 +6,9 @@ CPU-trained models shipped here) reproduces real images poorly, and keeping all 
 bicubic interpolation; the weight that maximises PSNR on the model's TRAINING images (never the held-out
 ones) is measured per task by ``python benchmarks/generator_weights.py`` and stored in
 ``genprior/models/generator_weights.json`` with the model file's sha256, so a retrained model falls back to 1
-until it is measured again. Any other generator uses 1 unless a weight is given.
+until it is measured again. Any other generator uses 1 unless a weight is given. The same table keeps the
+misfit inflation κ per task (`measured_inflation`), which scales the residual variance of the posterior
+samples (VI, MCMC).
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ def _table() -> dict:
     return json.loads(TABLE.read_text()) if TABLE.is_file() else {}
 
 
-def measured_weight(G: object, physics: Physics) -> float:
-    """The measured weight for a zoo generator (by name, file sha256 checked) and task; 1 otherwise."""
+def _measured(G: object, physics: Physics, table: str) -> float:
+    """The value in ``table`` ("weights", "misfit_inflation") for a zoo generator (by name, file sha256 checked)
+    and task; 1 otherwise."""
     name = getattr(G, "zoo_name", None)
     entry = _table().get(name or "")
     if not entry:
@@ -43,4 +46,17 @@ def measured_weight(G: object, physics: Physics) -> float:
 
     if zoo.get_entry(name).sha256 != entry.get("sha256"):
         return 1.0
-    return float(entry.get("weights", {}).get(task_key(physics), 1.0))
+    return float(entry.get(table, {}).get(task_key(physics), 1.0))
+
+
+def measured_weight(G: object, physics: Physics) -> float:
+    """The measured generator weight w for a zoo generator and task; 1 otherwise."""
+    return _measured(G, physics, "weights")
+
+
+def measured_inflation(G: object, physics: Physics) -> float:
+    """How much larger the generator's misfit is where the data are silent (an in-painting hole, detail below
+    a super-resolution factor) than the fit's own residual says, measured per zoo generator and task as the
+    factor κ on τ² that makes the posterior's variance match the squared error on training images; 1 otherwise.
+    A latent fitted to the observed values reproduces them better than the values it never saw."""
+    return _measured(G, physics, "misfit_inflation")

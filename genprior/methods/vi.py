@@ -4,7 +4,9 @@ generator's misfit in the likelihood and in the pixel samples.
 The model (calibrated sum form, so that widths mean something):
 
 * the truth is ``x = G(w) + r``: the generator's image plus a residual r the generator cannot produce,
-  ``r ~ N(0, τ² K)`` (K a smooth covariance, `genprior.physics.consistency`);
+  ``r ~ N(0, τ² Σ)`` (Σ a smooth covariance shaped by the image's edges, `genprior.physics.consistency`; τ² from
+  the fit's residual times the misfit inflation measured for the zoo generator and task,
+  `genprior.methods.trust.measured_inflation`);
 * the sensor ``y = A x + n``, ``n ~ N(0, σ_n² I)``; integrating r out on the observation grid gives the latent
   likelihood ``Σ (A G(w) - y)² / (2 σ²)`` with ``σ² = σ_n² + τ_y²`` (τ_y²: the misfit variance per observed value,
   estimated from the MAP fit's residual when ``misfit=True``);
@@ -38,6 +40,7 @@ from .brgm import BRGM, apply_consistency
 from .energy import LatentEnergy
 from .extension import Extension, extension_from_state
 from .optim import minimise
+from .trust import measured_inflation
 
 SAMPLE_STREAM = 1_000_003  # the posterior samples use their own seeded stream, so that render() redraws them
 
@@ -129,7 +132,8 @@ class VariationalBRGM(Method):
             # the generator's own misfit (before range extension) sets the spread of the pixel residual
             x_range = self.G.render(mu0, noise=noise_arg)
             tau2 = misfit_variance(y - physics.A(x_range), physics, x_range.shape, sigma_n,
-                                   cfg.consistency_smoothness)
+                                   cfg.consistency_smoothness, estimate=x_range)
+            tau2 = tau2 * measured_inflation(self.G, physics)  # the misfit where the data are silent
         sigma = (sigma_n ** 2 + misfit).sqrt()  # (N,) likelihood std per image
 
         std_d = self.map.stats.std.expand_as(mu0)

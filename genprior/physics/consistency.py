@@ -1,22 +1,25 @@
 """Data consistency: tie an image estimate to the observation it must explain.
 
 A generator's image x_g rarely reproduces the observation exactly (real images are not in its range). Treat
-the truth as ``x = x_g + r`` with a residual ``r ~ N(0, τ² K)`` (K a Gaussian smoothing covariance of width
-``smoothness`` pixels with unit diagonal, so τ is the residual's per-pixel std; ``K = I`` for 0) and ``y = A x + n``, ``n ~ N(0, σ² I)``. The posterior mean of x is
+the truth as ``x = x_g + r`` with a residual ``r ~ N(0, τ² Σ)`` and ``y = A x + n``, ``n ~ N(0, σ² I)``, where
+``Σ = D K D``: K a Gaussian smoothing covariance of width ``smoothness`` pixels with unit diagonal (``K = I``
+for 0) and D the residual's per-pixel std shape (`structure_scale`: large on x_g's edges and texture, small on
+flat regions, mean square 1, so τ is the residual's rms; D = I for ``smoothness`` 0). The posterior mean of x is
 
-    x_g + τ² K Aᵀ (τ² A K Aᵀ + σ² I)⁻¹ (y - A x_g)                                    (`consistent`)
+    x_g + τ² Σ Aᵀ (τ² A Σ Aᵀ + σ² I)⁻¹ (y - A x_g)                                    (`consistent`)
 
-* σ → 0 with K = I is the hard projection ``x_g + A⁺ (y - A x_g)`` (box SR: block means corrected;
+* σ → 0 with smoothness 0 is the hard projection ``x_g + A⁺ (y - A x_g)`` (box SR: block means corrected;
   colorization: the luma replaced);
 * σ > 0 is its noise-aware soft version: residuals the noise can explain are not copied into the image;
 * K smooth spreads each correction over ``smoothness`` pixels (kriging of the residual), which avoids block
   and seam artefacts; the default for the restoration methods.
 
 τ² (the generator's misfit) is estimated from the residual itself when not given:
-``τ² = max(‖y - A x_g‖² - σ² m, 0) / tr(A K Aᵀ)`` (m values observed; the trace by Hutchinson probes).
-In-painting keeps the observed pixels exactly and fills the hole with the smooth continuation of the
-residual on the observed pixels (no seam); A is applied through autograd (``Aᵀ`` as a vector-Jacobian
-product), so any linear `Physics` works, solved by conjugate gradients on the observation grid.
+``τ² = max(‖y - A x_g‖² - σ² m, 0) / tr(A Σ Aᵀ)`` (m values observed; the trace by Hutchinson probes).
+In-painting keeps the observed pixels exactly and fills the hole with the noise-aware continuation of the
+residual on the observed pixels (the σ² term keeps the solve well posed, so the border has no seam); A is
+applied through autograd (``Aᵀ`` as a vector-Jacobian product, an affine A by its linear part), so any
+linear `Physics` works, solved by conjugate gradients on the observation grid.
 """
 
 from __future__ import annotations
@@ -73,9 +76,44 @@ def _unit_scale(width: float) -> float:
     return float(1 / k.square().sum() ** 2)
 
 
-def _covariance(x: torch.Tensor, width: float) -> torch.Tensor:
-    """K x with K = B B / diag (B the Gaussian blur): symmetric positive semi-definite, unit diagonal; K = I for 0."""
-    return gaussian_smooth(gaussian_smooth(x, width), width) * _unit_scale(width)
+def structure_scale(x: torch.Tensor, width: float = 1.5, floor: float = 0.3) -> torch.Tensor:
+    """Where a generator's misfit lives: (N, 1, H, W) per-pixel std shape of the residual, ``floor + g`` with g
+    x's local gradient magnitude (smoothed over ``width`` px, mean 1 per image), rescaled to mean square 1.
+
+    Real images differ from a generator's most on edges and texture; a flat region is reproduced well. Shaping
+    the residual's std this way puts the corrections and the posterior's spread where the errors are.
+    """
+    gx = F.pad((x[..., :, 1:] - x[..., :, :-1]).abs(), (0, 1))
+    gy = F.pad((x[..., 1:, :] - x[..., :-1, :]).abs(), (0, 0, 0, 1))
+    g = gaussian_smooth((gx + gy).mean(1, keepdim=True), width)
+    a = floor + g / g.flatten(1).mean(1).clamp_min(1e-8).view(-1, 1, 1, 1)
+    return a / a.square().flatten(1).mean(1).sqrt().view(-1, 1, 1, 1)
+
+
+def _covariance(x: torch.Tensor, width: float, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ x with Σ = D K D, K = B B / diag (B the Gaussian blur; symmetric positive semi-definite, unit diagonal;
+    K = I for width 0) and D = diag(scale) (`structure_scale`; None: D = I)."""
+    if scale is not None:
+        x = x * scale
+    x = gaussian_smooth(gaussian_smooth(x, width), width) * _unit_scale(width)
+    return x if scale is None else x * scale
+
+
+def _residual_scale(x: torch.Tensor, smoothness: float) -> torch.Tensor | None:
+    """The residual's std shape for an estimate x: `structure_scale` in the smooth (kriging) regime, else None."""
+    return structure_scale(x) if smoothness > 0 else None
+
+
+def _forward(physics: Physics, v: torch.Tensor) -> torch.Tensor:
+    """The linear part of the forward model, ``A v - A 0`` (an in-painting fill is affine)."""
+    return physics.A(v) - physics.A(torch.zeros_like(v))
+
+
+def _observed_values(physics: Physics, y: torch.Tensor) -> torch.Tensor:
+    """(N,) how many values of y carry a measurement (an in-painting hole does not)."""
+    if isinstance(physics, Inpainting):
+        return (physics._mask_like(y) > 0).to(y.dtype).expand_as(y).flatten(1).sum(1)
+    return torch.full((y.shape[0],), float(y[0].numel()), device=y.device, dtype=y.dtype)
 
 
 def _adjoint(physics: Physics, r: torch.Tensor, shape: torch.Size) -> torch.Tensor:
@@ -108,56 +146,57 @@ def _cg(op, b: torch.Tensor, iters: int, tol: float = 1e-10) -> torch.Tensor:
 
 
 def misfit_variance(residual: torch.Tensor, physics: Physics, shape: torch.Size, sigma: float, smoothness: float,
-                    probes: int = 4) -> torch.Tensor:
-    """τ² per image (N,) from the residual y - A x_g: the part of its energy the noise does not explain."""
+                    probes: int = 4, estimate: torch.Tensor | None = None) -> torch.Tensor:
+    """τ² per image (N,) from the residual y - A x_g: the part of its energy the noise does not explain
+    (estimate: x_g, which shapes the residual's std, `structure_scale`; None: uniform)."""
+    scale = None if estimate is None else _residual_scale(estimate, smoothness)
     gen = torch.Generator(device="cpu").manual_seed(0)
-    n, m = residual.shape[0], residual[0].numel()
+    n = residual.shape[0]
     trace = torch.zeros(n, device=residual.device)
-    for _ in range(probes):  # Hutchinson: E[zᵀ A K Aᵀ z] = tr(A K Aᵀ), z Rademacher
+    for _ in range(probes):  # Hutchinson: E[zᵀ A Σ Aᵀ z] = tr(A Σ Aᵀ), z Rademacher
         z = (torch.randint(0, 2, residual.shape, generator=gen).float() * 2 - 1).to(residual.device)
-        trace = trace + (z * physics.A(_covariance(_adjoint(physics, z, shape), smoothness))).flatten(1).sum(1)
+        trace = trace + (z * _forward(physics, _covariance(_adjoint(physics, z, shape), smoothness, scale))
+                         ).flatten(1).sum(1)
     trace = (trace / probes).clamp_min(1e-12)
-    excess = (residual.flatten(1).square().sum(1) - sigma ** 2 * m).clamp_min(0)
+    excess = (residual.flatten(1).square().sum(1) - sigma ** 2 * _observed_values(physics, residual)).clamp_min(0)
     return excess / trace
+
+
+def _solve(x: torch.Tensor, d: torch.Tensor, physics: Physics, t: torch.Tensor, sigma: float, smoothness: float,
+           scale: torch.Tensor | None, iters: int) -> torch.Tensor:
+    """The posterior-mean correction ``τ² Σ Aᵀ (τ² A Σ Aᵀ + σ² I)⁻¹ d`` for a residual d on y's grid."""
+    def op(u: torch.Tensor) -> torch.Tensor:
+        return t * _forward(physics, _covariance(_adjoint(physics, u, x.shape), smoothness, scale)) + sigma ** 2 * u
+    u = _cg(op, d, iters)
+    return t * _covariance(_adjoint(physics, u, x.shape), smoothness, scale)
+
+
+def _keep_observed(x: torch.Tensor, y: torch.Tensor, physics: Physics) -> torch.Tensor:
+    """In-painting: the observed pixels are y's exactly; other physics: x unchanged."""
+    if not isinstance(physics, Inpainting):
+        return x
+    m = (physics._mask_like(x) > 0).to(x.dtype).expand_as(x)
+    return m * physics.A_dagger(y) + (1 - m) * x
 
 
 @torch.no_grad()
 def consistent(x: torch.Tensor, y: torch.Tensor, physics: Physics, *, sigma: float | None = None,
-               smoothness: float = 1.0, tau2: torch.Tensor | None = None, iters: int = 100) -> torch.Tensor:
+               smoothness: float = 1.0, tau2: torch.Tensor | None = None, iters: int = 300) -> torch.Tensor:
     """The data-consistent version of x (N, C, R, R) for observation y: the posterior mean above.
 
     sigma: the observation's noise std (default: the physics'); smoothness: width of K in pixels (0: white,
     the hard / soft projection); tau2: the misfit variance per image (N,), estimated when None.
-    In-painting: observed pixels are y exactly, the hole gets the smooth continuation of the residual.
+    In-painting: observed pixels are y exactly, the hole gets the noise-aware continuation of the residual.
     """
     sigma = max(float(physics.sigma if sigma is None else sigma), SIGMA_FLOOR)
     residual = y - physics.A(x)
-    if isinstance(physics, Inpainting):
-        return _inpainting(x, y, physics, smoothness, iters)
+    scale = _residual_scale(x, smoothness)
     if tau2 is None:
-        tau2 = misfit_variance(residual, physics, x.shape, sigma, smoothness)
-    t = tau2.view(-1, *([1] * (x.ndim - 1)))
+        tau2 = misfit_variance(residual, physics, x.shape, sigma, smoothness, estimate=x)
     if not bool((tau2 > 0).any()):
-        return x
-    op = lambda u: t * physics.A(_covariance(_adjoint(physics, u, x.shape), smoothness)) + sigma ** 2 * u  # noqa: E731
-    u = _cg(op, residual, iters)
-    return x + t * _covariance(_adjoint(physics, u, x.shape), smoothness)
-
-
-def _inpainting(x: torch.Tensor, y: torch.Tensor, physics: Inpainting, smoothness: float,
-                iters: int) -> torch.Tensor:
-    """Observed pixels from y; the hole continues the observed residual smoothly (noise-free kriging)."""
-    m = (physics._mask_like(x) > 0).to(x.dtype).expand_as(x)
-    target = physics.A_dagger(y)  # the exact pre-image on observed pixels (soft masks and fills undone)
-    residual = (target - x) * m
-    if smoothness > 0:
-        # K restricted to the observed pixels, plus a small nugget: u = (M K M + εI)⁻¹ r, fill = K M u.
-        op = lambda u: m * _covariance(m * u, smoothness) + 1e-4 * u  # noqa: E731
-        u = _cg(op, residual, iters)
-        fill = _covariance(m * u, smoothness)
-    else:
-        fill = torch.zeros_like(x)
-    return m * target + (1 - m) * (x + fill)
+        return _keep_observed(x, y, physics)
+    t = tau2.view(-1, *([1] * (x.ndim - 1)))
+    return _keep_observed(x + _solve(x, residual, physics, t, sigma, smoothness, scale, iters), y, physics)
 
 
 def _smooth_noise(shape: torch.Size, smoothness: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -169,21 +208,21 @@ def _smooth_noise(shape: torch.Size, smoothness: float, gen: torch.Generator, de
 @torch.no_grad()
 def posterior_sample(x: torch.Tensor, y: torch.Tensor, physics: Physics, *, tau2: torch.Tensor,
                      smoothness: float = 1.0, gen: torch.Generator, sigma: float | None = None,
-                     iters: int = 100) -> torch.Tensor:
+                     iters: int = 300) -> torch.Tensor:
     """One draw of the truth ``x + r`` with r from its posterior given the observation (Matheron's rule).
 
-    r_prior ~ N(0, τ² K), n ~ N(0, σ² I): ``r = r_prior + τ² K Aᵀ (τ² A K Aᵀ + σ² I)⁻¹ (y - A x - A r_prior - n)``.
+    r_prior ~ N(0, τ² Σ), n ~ N(0, σ² I):
+    ``r = r_prior + τ² Σ Aᵀ (τ² A Σ Aᵀ + σ² I)⁻¹ (y - A x - A r_prior - n)``.
     Where the data are silent (an in-painting hole, detail below a super-resolution factor) the draw varies
-    with the prior's τ; where they speak it agrees with them. In-painting keeps the observed pixels.
-    x (N, C, R, R); tau2 (N,) the misfit variance; gen the only randomness.
+    with the prior's τ; where they speak it agrees with them up to the noise (an observed pixel of in-painting
+    varies by about σ around y). x (N, C, R, R); tau2 (N,) the misfit variance; gen the only randomness.
     """
     t = tau2.view(-1, *([1] * (x.ndim - 1))).to(x)
+    scale = _residual_scale(x, smoothness)
     r0 = t.sqrt() * _smooth_noise(x.shape, smoothness, gen, x.device)
-    if isinstance(physics, Inpainting):
-        return _inpainting(x + r0, y, physics, smoothness, iters)
+    if scale is not None:
+        r0 = r0 * scale
     sigma = max(float(physics.sigma if sigma is None else sigma), SIGMA_FLOOR)
     noise = sigma * torch.randn(y.shape, generator=gen, device=y.device)
     d = y - physics.A(x + r0) - noise
-    op = lambda u: t * physics.A(_covariance(_adjoint(physics, u, x.shape), smoothness)) + sigma ** 2 * u  # noqa: E731
-    u = _cg(op, d, iters)
-    return x + r0 + t * _covariance(_adjoint(physics, u, x.shape), smoothness)
+    return x + r0 + _solve(x, d, physics, t, sigma, smoothness, scale, iters)
