@@ -33,9 +33,10 @@ from genprior.io import zoo
 from genprior.io.images import read_image
 from genprior.methods import BRGM
 from genprior.methods.brgm import apply_consistency
-from genprior.physics.consistency import blend, misfit_variance, posterior_sample
 from genprior.methods.trust import TABLE, task_key
+from genprior.methods.vi import generator_misfit
 from genprior.metrics import psnr
+from genprior.physics.consistency import blend, posterior_sample
 from genprior.paths import shared_dir
 
 from common import task_physics  # noqa: E402  (benchmarks/common.py)
@@ -58,9 +59,7 @@ def misfit_inflation(G, res, y: torch.Tensor, physics, weight: float, truth: tor
                      draws: int = 8) -> tuple[float, dict[str, float]]:
     """(κ, variance / squared-error ratio per κ): the factor on the fit's own τ² that matches the posterior samples'
     variance to the error of their mean (VI's τ² comes from the generator's image without range extension)."""
-    sigma = float(physics.sigma)
-    x_range = G.render(res.latent, noise=res.noise or None).clamp(0, 1)
-    tau2 = misfit_variance(y - physics.A(x_range), physics, x_range.shape, sigma, 1.0, estimate=x_range)
+    tau2 = generator_misfit(G, res.latent, res.noise or None, y, physics, float(physics.sigma), 1.0)
     x = blend(res.images["generated"], y, physics, weight)
     ratios = {}
     for k in INFLATION:

@@ -24,14 +24,13 @@ import torch
 
 from ..generators import Generator
 from ..physics import Physics
-from ..physics.consistency import misfit_variance
 from ..progress import progress as progress_bar
 from ..result import Reconstruction
 from .base import History, Method, check_counts, register_renderer
 from .brgm import BRGM
 from .extension import Extension
-from .vi import continue_from, latent_posterior_energy, make_sample_consistent, sampling_state
 from .trust import measured_inflation
+from .vi import continue_from, generator_misfit, latent_posterior_energy, make_sample_consistent, sampling_state
 
 TARGET_ACCEPTANCE = 0.574
 
@@ -97,9 +96,8 @@ class LatentMCMC(Method):
             residual = y - physics.A(ext.render(self.G, w0, noise_arg))
             misfit = (residual.flatten(1).square().mean(1) - sigma_n ** 2).clamp_min(0) if cfg.misfit \
                 else torch.zeros(n, device=y.device)
-            x_range = self.G.render(w0, noise=noise_arg)
-            tau2 = misfit_variance(y - physics.A(x_range), physics, x_range.shape, sigma_n, cfg.consistency_smoothness,
-                                   estimate=x_range) * measured_inflation(self.G, physics)
+            tau2 = generator_misfit(self.G, w0, noise_arg, y, physics, sigma_n, cfg.consistency_smoothness)
+            tau2 = tau2 * measured_inflation(self.G, physics)  # the misfit where the data are silent
         sigma = (sigma_n ** 2 + misfit).sqrt()
 
         # chains are the slow axis: batch (c*n, ...), chain-major

@@ -129,10 +129,7 @@ class VariationalBRGM(Method):
             residual = y - physics.A(ext.render(self.G, mu0, noise_arg))
             misfit = (residual.flatten(1).square().mean(1) - sigma_n ** 2).clamp_min(0) if cfg.misfit \
                 else torch.zeros(n, device=y.device)
-            # the generator's own misfit (before range extension) sets the spread of the pixel residual
-            x_range = self.G.render(mu0, noise=noise_arg)
-            tau2 = misfit_variance(y - physics.A(x_range), physics, x_range.shape, sigma_n,
-                                   cfg.consistency_smoothness, estimate=x_range)
+            tau2 = generator_misfit(self.G, mu0, noise_arg, y, physics, sigma_n, cfg.consistency_smoothness)
             tau2 = tau2 * measured_inflation(self.G, physics)  # the misfit where the data are silent
         sigma = (sigma_n ** 2 + misfit).sqrt()  # (N,) likelihood std per image
 
@@ -214,6 +211,14 @@ def latent_posterior_energy(mean: torch.Tensor, std: torch.Tensor, sigma: torch.
     return LatentEnergy({"likelihood": 1.0, "prior": 1.0, "perceptual": perceptual_weight, "cosine": cosine_weight},
                         likelihood=GaussianLikelihood(sigma).to(sigma.device),
                         prior=DiagonalGaussianPrior(mean, std), perceptual=perceptual)
+
+
+def generator_misfit(G: Generator, latent: torch.Tensor, noise: dict[str, torch.Tensor] | None, y: torch.Tensor,
+                     physics: Physics, sigma: float, smoothness: float) -> torch.Tensor:
+    """τ² (N,): the misfit variance the generator's own image (latent and noise maps, before range extension)
+    leaves on y, which sets the spread of the pixel residual; before `measured_inflation`."""
+    x_range = G.render(latent, noise=noise)
+    return misfit_variance(y - physics.A(x_range), physics, x_range.shape, sigma, smoothness, estimate=x_range)
 
 
 def make_sample_consistent(x: torch.Tensor, y: torch.Tensor, physics: Physics, kind: str, smoothness: float,

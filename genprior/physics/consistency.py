@@ -104,9 +104,19 @@ def _residual_scale(x: torch.Tensor, smoothness: float) -> torch.Tensor | None:
     return structure_scale(x) if smoothness > 0 else None
 
 
-def _forward(physics: Physics, v: torch.Tensor) -> torch.Tensor:
-    """The linear part of the forward model, ``A v - A 0`` (an in-painting fill is affine)."""
-    return physics.A(v) - physics.A(torch.zeros_like(v))
+def _operators(physics: Physics, shape: torch.Size, smoothness: float, scale: torch.Tensor | None,
+               like: torch.Tensor):
+    """(v ↦ Σ Aᵀ v, v ↦ A Σ Aᵀ v) for v on the observation grid and images of ``shape``; A by its linear part
+    (an in-painting fill is affine: its offset A 0 is computed once here, not at every solver step)."""
+    offset = physics.A(torch.zeros(shape, device=like.device, dtype=like.dtype))
+
+    def spread(v: torch.Tensor) -> torch.Tensor:
+        return _covariance(_adjoint(physics, v, shape), smoothness, scale)
+
+    def gram(v: torch.Tensor) -> torch.Tensor:
+        return physics.A(spread(v)) - offset
+
+    return spread, gram
 
 
 def _observed_values(physics: Physics, y: torch.Tensor) -> torch.Tensor:
@@ -150,13 +160,18 @@ def misfit_variance(residual: torch.Tensor, physics: Physics, shape: torch.Size,
     """τ² per image (N,) from the residual y - A x_g: the part of its energy the noise does not explain
     (estimate: x_g, which shapes the residual's std, `structure_scale`; None: uniform)."""
     scale = None if estimate is None else _residual_scale(estimate, smoothness)
+    return _misfit_variance(residual, physics, shape, sigma, smoothness, scale, probes)
+
+
+def _misfit_variance(residual: torch.Tensor, physics: Physics, shape: torch.Size, sigma: float, smoothness: float,
+                     scale: torch.Tensor | None, probes: int = 4) -> torch.Tensor:
+    """`misfit_variance` for a given std shape ``scale``."""
     gen = torch.Generator(device="cpu").manual_seed(0)
-    n = residual.shape[0]
-    trace = torch.zeros(n, device=residual.device)
+    _, gram = _operators(physics, shape, smoothness, scale, residual)
+    trace = torch.zeros(residual.shape[0], device=residual.device)
     for _ in range(probes):  # Hutchinson: E[zᵀ A Σ Aᵀ z] = tr(A Σ Aᵀ), z Rademacher
         z = (torch.randint(0, 2, residual.shape, generator=gen).float() * 2 - 1).to(residual.device)
-        trace = trace + (z * _forward(physics, _covariance(_adjoint(physics, z, shape), smoothness, scale))
-                         ).flatten(1).sum(1)
+        trace = trace + (z * gram(z)).flatten(1).sum(1)
     trace = (trace / probes).clamp_min(1e-12)
     excess = (residual.flatten(1).square().sum(1) - sigma ** 2 * _observed_values(physics, residual)).clamp_min(0)
     return excess / trace
@@ -165,10 +180,9 @@ def misfit_variance(residual: torch.Tensor, physics: Physics, shape: torch.Size,
 def _solve(x: torch.Tensor, d: torch.Tensor, physics: Physics, t: torch.Tensor, sigma: float, smoothness: float,
            scale: torch.Tensor | None, iters: int) -> torch.Tensor:
     """The posterior-mean correction ``τ² Σ Aᵀ (τ² A Σ Aᵀ + σ² I)⁻¹ d`` for a residual d on y's grid."""
-    def op(u: torch.Tensor) -> torch.Tensor:
-        return t * _forward(physics, _covariance(_adjoint(physics, u, x.shape), smoothness, scale)) + sigma ** 2 * u
-    u = _cg(op, d, iters)
-    return t * _covariance(_adjoint(physics, u, x.shape), smoothness, scale)
+    spread, gram = _operators(physics, x.shape, smoothness, scale, x)
+    u = _cg(lambda v: t * gram(v) + sigma ** 2 * v, d, iters)
+    return t * spread(u)
 
 
 def _keep_observed(x: torch.Tensor, y: torch.Tensor, physics: Physics) -> torch.Tensor:
@@ -192,7 +206,7 @@ def consistent(x: torch.Tensor, y: torch.Tensor, physics: Physics, *, sigma: flo
     residual = y - physics.A(x)
     scale = _residual_scale(x, smoothness)
     if tau2 is None:
-        tau2 = misfit_variance(residual, physics, x.shape, sigma, smoothness, estimate=x)
+        tau2 = _misfit_variance(residual, physics, x.shape, sigma, smoothness, scale)
     if not bool((tau2 > 0).any()):
         return _keep_observed(x, y, physics)
     t = tau2.view(-1, *([1] * (x.ndim - 1)))
