@@ -335,11 +335,14 @@ class SynthesisHead(nn.Module):
     Output: (N, C_k + img_channels, k, k) for the skip architecture: the block's features x (C_k channels,
     unbounded) with the partial skip image img (img_channels, roughly [-1, 1]) appended as extra channels;
     (N, C_k, k, k) for 'orig' and 'resnet', whose blocks below the output carry no image.
+    ``fused_modconv``: None (the synthesis' own choice), or False to modulate activations around one shared
+    convolution (StyleGAN2's training path, same values to ~1e-6; faster on a CPU for batches with gradients).
     """
 
     def __init__(self, synthesis: SynthesisNetwork, k: int) -> None:
         super().__init__()
         self.synthesis, self.k = synthesis, k
+        self.fused_modconv: bool | None = None
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const",
                 noise: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
@@ -349,7 +352,8 @@ class SynthesisHead(nn.Module):
             if res > self.k:
                 break
             x, img = getattr(self.synthesis, f"b{res}")(x, img, ws[:, a:b], noise_mode=noise_mode,
-                                                        noise=block_noise(noise, res))
+                                                        noise=block_noise(noise, res),
+                                                        fused_modconv=self.fused_modconv)
         return x if img is None else torch.cat([x, img], dim=1)
 
 
@@ -358,12 +362,13 @@ class SynthesisTail(nn.Module):
 
     ``state`` is a `SynthesisHead` output (or a mix of several); ws (N, num_ws, w_dim), or one w (N, w_dim)
     for every row; only the rows of blocks > k are read. The skip image continues from the state's image
-    channels, so ``tail(head(ws), ws)`` equals ``synthesis(ws)``.
+    channels, so ``tail(head(ws), ws)`` equals ``synthesis(ws)``. ``fused_modconv`` as for `SynthesisHead`.
     """
 
     def __init__(self, synthesis: SynthesisNetwork, k: int) -> None:
         super().__init__()
         self.synthesis, self.k = synthesis, k
+        self.fused_modconv: bool | None = None
         self.img_channels = synthesis.img_channels if getattr(synthesis, f"b{k}").num_torgb else 0
 
     def forward(self, state: torch.Tensor, ws: torch.Tensor, noise_mode: str = "const",
@@ -374,7 +379,8 @@ class SynthesisTail(nn.Module):
         for res, (a, b) in self.synthesis.w_slices().items():
             if res > self.k:
                 x, img = getattr(self.synthesis, f"b{res}")(x, img, ws[:, a:b], noise_mode=noise_mode,
-                                                            noise=block_noise(noise, res))
+                                                            noise=block_noise(noise, res),
+                                                            fused_modconv=self.fused_modconv)
         return img
 
 

@@ -77,11 +77,16 @@ class BIGPrior(Method):
                               config={"task": task, "inversion_result": inv.config})
 
 
+def fuse_ready_estimate(g: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """The GAN estimate as the fusion sees it: for colorization with the observation's luma (only its chroma
+    comes from the prior), otherwise g itself."""
+    return with_luma(g, y) if task == "colorize" else g
+
+
 def fuse_estimate(fusion: FusionNet, y: torch.Tensor, g: torch.Tensor, physics: Physics, task: str
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x, φ, g as fused) for an observation and a GAN estimate g (N, C, H, W) in [0, 1]."""
-    if task == "colorize":
-        g = with_luma(g, y)
+    g = fuse_ready_estimate(g, y, task)
     holes = (1 - physics.observed.float()).expand(y.shape[0], 1, -1, -1) if task == "inpaint" else None
     if y.shape[1] == 1 and task != "colorize":
         x, phi = fusion(y.expand(-1, 3, -1, -1), g.expand(-1, 3, -1, -1), mask=holes)

@@ -41,7 +41,7 @@ from ..losses import VGG16Features
 from ..physics import Physics
 from ..result import Reconstruction
 from .base import History, Method, check_counts, register_renderer
-from .optim import minimise
+from .optim import Plateau, minimise
 
 # Official BIGPrior / mGANprior settings per task (BIGPRIOR.md §2.4): composing layer, codes, iterations, VGG λ.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -61,6 +61,11 @@ class MGANPriorConfig:
     optimizer: str = "adam"  # "adam", or "sgd" (official: plain gradient descent at lr 1)
     pixel_weight: float = 1.0
     vgg_weight: float = 1.0
+    init: str = "random"  # "random" (official), or "best": the best `candidates` single codes for each image
+    candidates: int = 256
+    start: str = "mean"  # init="best": compose the best codes' mean ("mean") or start at the best one ("best")
+    tol: float = 0.0  # > 0: stop once no image's loss fell by more than this fraction over `patience` steps
+    patience: int = 25
 
 
 def preset_layer(G: Generator, k: int) -> int:
@@ -91,11 +96,19 @@ class MGANPrior(Method):
         self.cfg = MGANPriorConfig(**config)
         if self.cfg.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', not {self.cfg.optimizer!r}")
-        check_counts(self.cfg, {"steps": 1, "codes": 1})
+        check_counts(self.cfg, {"steps": 1, "codes": 1, "candidates": self.cfg.codes, "patience": 1})
+        for name, known in (("init", ("random", "best")), ("start", ("mean", "best"))):
+            if getattr(self.cfg, name) not in known:
+                raise ValueError(f"{name} must be one of {known}, not {getattr(self.cfg, name)!r}")
+        if not self.cfg.tol >= 0:
+            raise ValueError(f"tol must be >= 0 (0: run every step), not {self.cfg.tol!r}")
         self.space = "w" if G.w_dim is not None else "z"  # where the codes live
         if getattr(G, "c_dim", 0):
             raise ValueError("mGANprior does not support conditional generators (c_dim > 0)")
         self.head, self.tail = G.split(self.cfg.layer)
+        for part in (self.head, self.tail):  # StyleGAN2: one shared convolution for the batch of codes
+            if hasattr(part, "fused_modconv"):
+                part.fused_modconv = False
         self._vgg: VGG16Features | None = None
 
     def total_steps(self) -> int:
@@ -152,6 +165,33 @@ class MGANPrior(Method):
         alpha = torch.full((n, cfg.codes, channels), 1.0 / cfg.codes if self.space == "z" else 1.0, device=device)
         return {k: v.clone().requires_grad_(True) for k, v in {**codes, "alpha": alpha}.items()}
 
+    def best_start(self, y: torch.Tensor, physics: Physics, params: dict[str, torch.Tensor], seed: int) -> None:
+        """Replace the random codes by the ``codes`` best of ``candidates`` random single codes for each image.
+
+        Each candidate z ~ N(0, I) (StyleGAN2: w = mapping(z)) is rendered alone (α = 1, its own tail code) and
+        scored by the pixel term on y; image i starts from its best candidates. ``start="mean"``: α = 1
+        (StyleGAN2) or 1/N, the composed feature is their mean and the tail code the best one; ``"best"``: the
+        best candidate's image exactly (its α = N, the others' 0).
+        """
+        cfg = self.cfg
+        gen = torch.Generator(device=y.device).manual_seed(seed + 1)
+        with torch.no_grad():
+            z = torch.randn(cfg.candidates, self.G.z_dim, generator=gen, device=y.device)
+            cand = z if self.space == "z" else self.G.mapping(z)[:, 0]  # type: ignore[operator]
+            scores = []
+            for chunk in cand.split(64):
+                one = torch.ones(chunk.shape[0], 1, params["alpha"].shape[-1], device=y.device)
+                fx = physics.A(self.compose(chunk[:, None], one, chunk if self.space == "w" else None))
+                scores.append((fx[:, None] - y[None]).flatten(2).square().mean(2))  # (chunk, n)
+            best = torch.cat(scores).argsort(0)[: cfg.codes].T  # (n, codes), best first
+            params[self.space].copy_(cand[best])
+            if self.space == "w":
+                params["w_tail"].copy_(cand[best[:, 0]])
+            if cfg.start == "best":
+                params["alpha"].zero_()[:, 0] = float(cfg.codes)
+            else:
+                params["alpha"].fill_(1.0 if self.space == "w" else 1.0 / cfg.codes)
+
     def loss(self, x: torch.Tensor, y: torch.Tensor, physics: torch.nn.Module,
              y_vgg: torch.Tensor | None) -> torch.Tensor:
         fx = physics.A(x)
@@ -165,18 +205,21 @@ class MGANPrior(Method):
         cfg = self.cfg
         seed = int(torch.randint(2**31 - 1, (1,), generator=gen))
         params = self.init_codes(y.shape[0], seed, y.device)
+        if cfg.init == "best":
+            self.best_start(y, physics, params, seed)
         codes, alpha, w_tail = params.get("z", params.get("w")), params["alpha"], params.get("w_tail")
         leaves = list(params.values())
         opt = torch.optim.SGD(leaves, lr=cfg.lr) if cfg.optimizer == "sgd" else torch.optim.Adam(leaves, lr=cfg.lr)
         with torch.no_grad():
             y_vgg = self.vgg_relu3_3(y) if cfg.vgg_weight else None
-        minimise(opt, lambda step: (self.loss(self.compose(codes, alpha, w_tail), y, physics, y_vgg), {}),
-                 cfg.steps, history, stage="inversion", progress=self.progress)
+        steps = minimise(opt, lambda step: (self.loss(self.compose(codes, alpha, w_tail), y, physics, y_vgg), {}),
+                         cfg.steps, history, stage="inversion", progress=self.progress,
+                         until=Plateau(cfg.tol, cfg.patience) if cfg.tol > 0 else None)
         with torch.no_grad():
             x = self.compose(codes, alpha, w_tail).clamp(0, 1)
         return Reconstruction(mean=x.cpu(), observation=y.cpu(),
                               tensors={k: v.detach().cpu() for k, v in params.items()},
-                              config={"code_space": self.space})
+                              config={"code_space": self.space, "steps_run": steps})
 
 
 def render_mganprior(G: Generator, rec: Reconstruction) -> torch.Tensor:

@@ -24,14 +24,16 @@ def lr_at(t: float, lr: float, schedule: str) -> float:
 def minimise(opt: torch.optim.Optimizer, loss_fn: Callable[[int], tuple[torch.Tensor, dict[str, torch.Tensor]]],
              steps: int, history: History, *, stage: str, lr: float | None = None, schedule: str = "constant",
              progress: bool = False, after_step: Callable[[int], None] | None = None,
-             per_image: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+             per_image: Callable[[torch.Tensor], torch.Tensor] | None = None,
+             until: Callable[[torch.Tensor], bool] | None = None) -> int:
     """Run ``steps`` optimiser steps on ``loss_fn(step) -> (per-image losses (N,), terms)``.
 
     Images are independent problems, so their losses are summed for the backward pass. With ``lr`` set, the
     learning rate follows ``schedule`` (see `lr_at`). Every step is recorded in ``history`` under ``stage``
     (which raises `DivergenceError` on a non-finite loss); ``after_step(step)`` runs after each update
     (projections, renormalisation); ``per_image`` maps the losses to the (N,) per-image values the history and
-    callback see (e.g. the best of several starts per image).
+    callback see (e.g. the best of several starts per image); ``until(per-image losses)`` -> True stops early
+    (see `Plateau`). Returns the number of steps run.
     """
     bar = progress_bar(range(steps), desc=stage, enabled=progress)
     for step in bar:
@@ -49,3 +51,32 @@ def minimise(opt: torch.optim.Optimizer, loss_fn: Callable[[int], tuple[torch.Te
         if after_step is not None:
             after_step(step)
         bar.set_postfix(loss=f"{history.loss[stage][-1]:.4g}")
+        if until is not None and until(losses.detach()):
+            return step + 1
+    return steps
+
+
+class Plateau:
+    """``Plateau(tol, patience)(losses) -> bool``: True once no image's best loss (N,) has fallen by more than
+    the fraction ``tol`` over the last ``patience`` calls (checked every ``patience`` calls).
+
+    >>> stop = Plateau(0.01, patience=2)
+    >>> [stop(torch.tensor([v])) for v in (4.0, 2.0, 1.0, 0.999, 0.999, 0.999)]
+    [False, False, False, False, False, True]
+    """
+
+    def __init__(self, tol: float, patience: int) -> None:
+        if not tol > 0 or isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ValueError(f"Plateau needs tol > 0 and an integer patience >= 1, got {tol!r}, {patience!r}")
+        self.tol, self.patience = tol, patience
+        self.calls = 0
+        self.best: torch.Tensor | None = None
+        self.mark: torch.Tensor | None = None
+
+    def __call__(self, losses: torch.Tensor) -> bool:
+        self.best = losses.clone() if self.best is None else torch.minimum(self.best, losses)
+        self.calls += 1
+        if self.calls % self.patience:
+            return False
+        mark, self.mark = self.mark, self.best.clone()
+        return mark is not None and bool(((mark - self.best) <= self.tol * mark).all())
