@@ -129,13 +129,13 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=24, help="training images per end-to-end prior")
     ap.add_argument("--test-faces", type=int, default=8, help="held-out test images per end-to-end prior")
     ap.add_argument("--inversion-steps", type=int, default=200)
-    ap.add_argument("--parts", default="colorization,dcgan-digiface64,genprior-brain64",
+    ap.add_argument("--parts", default="colorize,dcgan-digiface64,genprior-brain64",
                     help="Comma-separated parts to run; the others are kept from the previous report.")
     args = ap.parse_args()
     parts = args.parts.split(",")
     unknown = sorted(set(parts) - {"colorize", *END_TO_END})
     if unknown:
-        sys.exit(f"unknown parts {unknown}; known: colorization, {', '.join(END_TO_END)}")
+        sys.exit(f"unknown parts {unknown}; known: colorize, {', '.join(END_TO_END)}")
     shared = shared_dir()
     if shared is None:
         sys.exit("set GENPRIOR_SHARED to the shared data folder")
@@ -170,7 +170,7 @@ def main() -> None:
     lines = ["# BIGPrior benchmark", "", f"Command of the last run: `{report['command']}`; each part below names "
              "the run it comes from.", "",
              "## Colorization, LSUN bedroom test images 250..299 (stored official inputs and mGANprior estimates)", "",
-             f"Run: `{report['commands']['colorization']}`.", "",
+             f"Run: `{report['commands']['colorize']}`.", "",
              "Paper: AuC 88.52 (GAN alone), 89.27 (FusionNet). PSNR/SSIM on outputs clamped to [0, 1].", "",
              "| method | AuC | PSNR | SSIM | mean φ |", "|---|---|---|---|---|"]
     for name, m in report["colorization_bedroom"].items():

@@ -401,6 +401,8 @@ def test_registry_sanity() -> None:
             assert "not recorded" in m.description
     assert {m.name for m in zoo.list_models("perceptual")} >= {"lpips-vgg16", "vgg16-imagenet-features"}
     assert all(m.config and m.config["family"] == "pggan" for m in models if m.format == "mganprior-pth")
+    for m in zoo.list_models("fusion"):  # each fusion net names a registered generator and a BIGPrior task
+        assert m.config["generator"] in names and m.config["task"] in ("colorize", "inpaint", "denoise")
 
 
 @pytest.mark.parametrize("name", ["dcgan-digiface64", "vgg16-imagenet-features"])
@@ -410,3 +412,19 @@ def test_recorded_hash_of_shared_files(name: str, shared: Path) -> None:
     assert path.is_file(), f"{path} absent"
     assert zoo.file_sha256(path) == m.sha256
     assert path.stat().st_size == m.size_bytes
+
+
+@pytest.mark.parametrize("scene, generator", [("bedroom", "pggan-bedroom-256"), ("church", "pggan-churchoutdoor-256")])
+def test_official_colorization_nets_are_the_default_for_their_generator(scene: str, generator: str, shared: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from genprior.methods import FusionNet
+
+    monkeypatch.setenv("GENPRIOR_SHARED", str(shared))  # found in place there (no download URL is known)
+    path = zoo.default_fusion(SimpleNamespace(zoo_name=generator), "colorize")
+    assert path == shared / "data" / "bigprior-nets" / f"col_{scene}_1" / "net_24.pth"
+    net = FusionNet.load(path)
+    assert (net.task, net.kind, net.in_channels) == ("colorize", "dncnn", 1)
+    with pytest.raises(GenpriorError, match=f"no fusion net in the zoo for {generator} and inpaint"):
+        zoo.default_fusion(SimpleNamespace(zoo_name=generator), "inpaint")

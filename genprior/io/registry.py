@@ -75,6 +75,26 @@ def _pggan(key: str, res: int, data: str, drive: str) -> dict[str, Any]:
 
 _LSUN = "LSUN (its terms)"
 
+
+def _bigprior_colorization(scene: str, generator: str, sha256: str) -> dict[str, Any]:
+    """One of BIGPrior's official colorization fusion nets (DnCNN-17, 1-channel input) for a PGGAN LSUN scene."""
+    return dict(
+        name=f"bigprior-col-{scene}",
+        filename=f"bigprior-col-{scene}-net_24.pth",
+        urls=(),
+        sha256=sha256,
+        license="MIT (official BIGPrior repository, Helou & Süsstrunk); trained on LSUN (its terms) through "
+        "mGANprior's PGGAN inversions",
+        description=f"BIGPrior's official colorization fusion net for LSUN {scene} (experiment col_{scene}_1, "
+        "epoch 24; a PyTorch state dict read without running its code). No direct-download URL: get "
+        f"col_{scene}_1/net_24.pth from the official BIGPrior repository's results and place it in the genprior "
+        "cache (fetch() prints the exact path); found in place under the shared folder's data/bigprior-nets.",
+        format="bigprior-pth",
+        kind="fusion",
+        config={"generator": generator, "task": "colorize"},
+        search=(f"data/bigprior-nets/col_{scene}_1/net_24.pth",),
+    )
+
 MODELS: tuple[dict[str, Any], ...] = (
     _brgm("ffhq", "FFHQ faces (90 % train split)", "FFHQ (CC BY-NC-SA 4.0)", 1024, 3,
           "https://dl.dropboxusercontent.com/s/jlgybz6nfhmpv54/ffhq.pkl"),
@@ -197,4 +217,8 @@ MODELS: tuple[dict[str, Any], ...] = (
         size_bytes=4561424,
         packaged=True,
     ),
+    _bigprior_colorization("bedroom", "pggan-bedroom-256",
+                           "b388db51c7b8494a9379447c8762ed5c4443a14a05d160fd3aaf67bb98527f99"),
+    _bigprior_colorization("church", "pggan-churchoutdoor-256",
+                           "ef8090804119746f5e8032337d6e20d2ca7d5023750c54809f8cc2b5eb2e058d"),
 )
