@@ -46,7 +46,7 @@ def training_files(shared: Path, generator: str, n: int) -> list[Path]:
 
 def train_one(shared: Path, out: Path, generator: str, task: str, args: argparse.Namespace) -> Path:
     G = genprior.load_generator(generator, device="cpu")
-    inversion = MGANPrior.preset(G, task)
+    inversion = MGANPrior.preset(G, task, **({"steps": args.steps} if args.steps else {}))
     folder = out / generator / task
     files = training_files(shared, generator, args.images)
     t0 = time.process_time()
@@ -77,7 +77,7 @@ def train_one(shared: Path, out: Path, generator: str, task: str, args: argparse
     return target
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="work folder (triples, runs, exported nets)")
     ap.add_argument("--generators", default="genprior-faces64,genprior-brain64")
@@ -85,8 +85,9 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=32, help="training images per generator and task")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=0, help="inversion steps (0: the preset's, as restore uses)")
     ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     shared = shared_dir()
     if shared is None:
         sys.exit("set GENPRIOR_SHARED to the shared data folder")

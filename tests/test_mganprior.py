@@ -37,6 +37,10 @@ def test_presets_and_bad_settings():
     G = genprior.load_generator("dcgan-digiface64", device="cpu")
     m = MGANPrior.preset(G, "colorize", layer=3, official=True)
     assert (m.cfg.codes, m.cfg.steps, m.cfg.vgg_weight, m.cfg.optimizer, m.cfg.lr) == (20, 1500, 1.0, "sgd", 1.0)
+    fast = MGANPrior.preset(G, "inpaint", layer=3)  # genprior's default: fewer codes and steps, Adam
+    assert (fast.cfg.codes, fast.cfg.steps, fast.cfg.vgg_weight, fast.cfg.optimizer, fast.cfg.lr) == (
+        10, 300, 0.1, "adam", 0.1)
+    assert MGANPrior.preset(G, "inpaint", layer=3, official=True).cfg.steps == 3000
     with pytest.raises(ValueError, match="no mGANprior preset"):
         MGANPrior.preset(G, "deblur")
     with pytest.raises(ValueError, match="optimizer"):

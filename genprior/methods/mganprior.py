@@ -50,6 +50,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "denoise": {"layer": 4, "codes": 30, "steps": 3000, "vgg_weight": 0.1},
     "superres": {"layer": 6, "codes": 30, "steps": 2000, "vgg_weight": 1.0},
 }
+# genprior's default: 10 codes, 300 Adam steps at lr 0.1. On faces64 denoising (σ 0.1, 2 real held-out faces, one
+# CPU thread) it gives 24.25 / 21.81 dB in about a tenth of the official preset's time (30 codes, 3,000 steps:
+# 24.58 dB on the first face); 30 codes and 200 steps at lr 0.05 gave 24.06 / 20.26.
+FAST: dict[str, Any] = {"codes": 10, "steps": 300, "lr": 0.1}
 
 
 @dataclass
@@ -116,17 +120,17 @@ class MGANPrior(Method):
 
     @classmethod
     def preset(cls, G: Generator, task: str, *, official: bool = False, **overrides: Any) -> "MGANPrior":
-        """The official layer, codes, steps and VGG weight for ``task`` (colorize, inpaint, denoise, superres).
+        """The settings for ``task`` (colorize, inpaint, denoise, superres): the official layer and VGG weight,
+        with `FAST` codes, steps and learning rate (Adam); ``official=True``: the official codes, steps and
+        optimiser (plain gradient descent, lr 1), for parity with the official code.
 
-        ``official=True`` also takes the official optimiser (SGD, lr 1); the default keeps Adam (lr 0.05),
-        which converges on generators without PGGAN's scale-invariant PixelNorm (DCGAN) too.
         The preset layer is translated for ``G`` by `preset_layer`; a ``layer`` override is used as given.
         """
         if task not in PRESETS:
             raise ValueError(f"no mGANprior preset for task {task!r}; known: {sorted(PRESETS)}")
         preset = {**PRESETS[task], "layer": preset_layer(G, PRESETS[task]["layer"])}
-        optim = {"optimizer": "sgd", "lr": 1.0} if official else {}
-        return cls(G, **{**preset, **optim, **overrides})
+        speed = {"optimizer": "sgd", "lr": 1.0} if official else FAST
+        return cls(G, **{**preset, **speed, **overrides})
 
     def vgg_relu3_3(self, x: torch.Tensor) -> torch.Tensor:
         if self._vgg is None:
