@@ -70,3 +70,13 @@ def run_cli(*args):
 def cli():
     """`run_cli` as a fixture: ``cli("restore", path, "-g", ...)``."""
     return run_cli
+
+
+def load_script(name: str):
+    """The module of ``scripts/<name>.py`` (scripts are not a package), imported afresh."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -57,7 +57,7 @@ def test_one_code_with_unit_importance_is_the_generator():
     assert torch.equal(params["w_tail"], params["w"][:, 0])  # the tail code starts at the mean of the codes
     with torch.no_grad():
         out = inv.compose(w, torch.ones(2, 1, 129))
-        assert (out - G.render(w[:, 0], clamp=False)).abs().max() <= 1e-5  # unfused modulation: same values to float rounding
+        assert (out - G.render(w[:, 0], clamp=False)).abs().max() <= 1e-5  # unfused modulation
 
 
 def test_inpainting_inversion_beats_the_pseudo_inverse():

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from genprior import load_generator
+from conftest import load_script  # noqa: E402
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_fixed_time.py"
 TINY = ["--resolution", "16", "--kimg", "1000", "--batch", "4", "--g-channel-base", "128", "--g-channel-max", "16",
         "--d-channel-base", "128", "--d-channel-max", "16", "--z-dim", "16", "--w-dim", "16", "--mapping-layers",
         "2", "--holdout", "8", "--progress-sec", "600"]
@@ -21,10 +19,7 @@ TINY = ["--resolution", "16", "--kimg", "1000", "--batch", "4", "--g-channel-bas
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("train_fixed_time", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train_fixed_time")
 
 
 @pytest.mark.filterwarnings("ignore:.*not 16x16")

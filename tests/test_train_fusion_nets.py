@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from genprior.methods import FusionNet
+from conftest import load_script  # noqa: E402
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "train_fusion_nets.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("train_fusion_nets", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train_fusion_nets")
 
 
 def test_training_split_excludes_the_held_out_images(script, shared):
