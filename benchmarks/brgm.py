@@ -49,8 +49,9 @@ def skimage_denoisers(y: torch.Tensor, sigma: float, truth: torch.Tensor) -> tup
     parameter from a small grid; -> (name with parameter, images)."""
     from skimage.restoration import denoise_bilateral, denoise_nl_means, denoise_tv_chambolle, denoise_wavelet
 
+    grey = y.shape[1] == 1
     arr = y.clamp(0, 1).permute(0, 2, 3, 1).numpy().astype(np.float64)
-    axis = -1
+    arr, axis = (arr[..., 0], None) if grey else (arr, -1)  # grey images as 2-D arrays: some denoisers squeeze C
     grids = {
         "tv": [(w, lambda a, w=w: denoise_tv_chambolle(a, weight=w, channel_axis=axis)) for w in (0.05, 0.08, 0.12)],
         "bilateral": [(s, lambda a, s=s: denoise_bilateral(a, sigma_color=s, sigma_spatial=1.5, channel_axis=axis))
@@ -63,7 +64,8 @@ def skimage_denoisers(y: torch.Tensor, sigma: float, truth: torch.Tensor) -> tup
     best = (-1e9, "", None)
     for name, grid in grids.items():
         for param, fn in grid:
-            out = torch.from_numpy(np.stack([fn(a) for a in arr])).float().permute(0, 3, 1, 2).clamp(0, 1)
+            out = torch.from_numpy(np.stack([fn(a) for a in arr])).float()
+            out = (out[:, None] if grey else out.permute(0, 3, 1, 2)).clamp(0, 1)
             score = float(psnr(out, truth).mean())
             if score > best[0]:
                 best = (score, f"{name} ({param})", out)
