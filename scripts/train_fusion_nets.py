@@ -49,16 +49,18 @@ def train_one(shared: Path, out: Path, generator: str, task: str, args: argparse
     inversion = MGANPrior.preset(G, task, **({"steps": args.steps} if args.steps else {}))
     folder = out / generator / task
     files = training_files(shared, generator, args.images)
+    target = out / f"{generator}-{task}-fusion.safetensors"
+    before = json.loads(target.with_suffix(".json").read_text()) if target.with_suffix(".json").is_file() else {}
     t0 = time.process_time()
     make_triples(G, files, task, folder / "triples", inversion=inversion, seed=args.seed, progress=True)
-    t_inv = time.process_time() - t0
+    t_inv = time.process_time() - t0 + before.get("cpu_seconds", {}).get("inversions", 0.0)  # earlier runs' too
     tri = folder / "triples"
     data = FusionTriples(tri / "obs", tri / "gan", tri / "gt", task=task,
                          masks=tri / "mask" if task == "inpaint" else None, augment=True)
     t0 = time.process_time()
     run = train_fusion(data, folder / "runs", net="bounded", task=task, name=f"{task}_bounded", epochs=args.epochs,
                        batch=8, seed=args.seed, progress=True, net_options={"use_mask": task == "inpaint"})
-    t_train = time.process_time() - t0
+    t_train = time.process_time() - t0 + before.get("cpu_seconds", {}).get("training", 0.0)
     net = FusionNet.load(run)
     history = json.loads((run / "history.json").read_text())
     info = {"generator": generator, "task": task, "training_images": len(files),
@@ -69,7 +71,6 @@ def train_one(shared: Path, out: Path, generator: str, task: str, args: argparse
             "inversion": {"method": inversion.name, **inversion.settings()}, "epochs": args.epochs,
             "seed": args.seed, "run": str(run), "cpu_seconds": {"inversions": t_inv, "training": t_train},
             "final_epoch": {k: v[-1] for k, v in history.items() if isinstance(v, list) and v}}
-    target = out / f"{generator}-{task}-fusion.safetensors"
     net.save(target, info={"generator": generator}, overwrite=True)
     with atomic_path(target.with_suffix(".json"), overwrite=True) as tmp:
         tmp.write_text(json.dumps(info, indent=1, default=str))

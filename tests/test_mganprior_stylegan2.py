@@ -182,3 +182,17 @@ def test_plateau_and_bad_fast_settings():
                        ({"tol": -1.0}, "tol must be >= 0"), ({"codes": 8, "candidates": 4}, "candidates must be")):
         with pytest.raises(ValueError, match=match):
             MGANPrior(G, layer=8, **bad)
+
+
+@pytest.mark.parametrize("generator, sample, task", [("genprior-brain64", "brain.png", "denoise"),
+                                                     ("genprior-faces64", "face.png", "inpaint")])
+def test_cli_bigprior_takes_the_shipped_fusion_net(tmp_path, generator, sample, task):
+    image = Path(genprior.__file__).parent / "samples" / sample
+    args = ["restore", image, "-g", generator, "--task", task, "--method", "bigprior", "--steps", "2", "--simulate",
+            "-o", tmp_path / "o"]
+    res = CliRunner().invoke(main, [str(a) for a in args + (["--sigma", "0.1"] if task == "denoise" else [])])
+    assert res.exit_code == 0, res.output
+    back = genprior.Reconstruction.load(tmp_path / "o" / Path(sample).stem)
+    assert Path(back.config["fusion_source"]).name == f"{generator}-{task}-fusion.safetensors"
+    assert back.config["fusion"]["task"] == task and back.config["fusion"]["net"] == "bounded"
+    assert back.phi.shape == back.mean.shape and 0 <= back.phi.min() and back.phi.max() <= 1

@@ -76,6 +76,25 @@ def _pggan(key: str, res: int, data: str, drive: str) -> dict[str, Any]:
 _LSUN = "LSUN (its terms)"
 
 
+def _genprior_fusion(generator: str, task: str, sha256: str, size: int) -> dict[str, Any]:
+    """A fusion net genprior trained for one of its shipped generators (genprior/models/README.md)."""
+    data = "UTKFace (non-commercial research use only)" if "faces" in generator else "Brain Tumor MRI Dataset (CC0)"
+    return dict(
+        name=f"{generator}-{task}-fusion",
+        filename=f"{generator}-{task}-fusion.safetensors",
+        urls=(),
+        sha256=sha256,
+        license=f"genprior's weights: MIT; trained on {generator}'s inversions of {data} training images",
+        description=f"genprior's BIGPrior fusion net (BoundedPhi) for {generator}, task {task}, trained on a CPU "
+        "with scripts/train_fusion_nets.py (see genprior/models/README.md). Ships inside the package.",
+        format="native",
+        kind="fusion",
+        config={"generator": generator, "task": task},
+        size_bytes=size,
+        packaged=True,
+    )
+
+
 def _bigprior_colorization(scene: str, generator: str, sha256: str) -> dict[str, Any]:
     """One of BIGPrior's official colorization fusion nets (DnCNN-17, 1-channel input) for a PGGAN LSUN scene."""
     return dict(
@@ -217,6 +236,14 @@ MODELS: tuple[dict[str, Any], ...] = (
         size_bytes=4561424,
         packaged=True,
     ),
+    _genprior_fusion("genprior-faces64", "denoise",
+                     "6cba7fecad06e4e53d4771c28795a57ef6535f6a4238dd52bd645462736176ef", 237912),
+    _genprior_fusion("genprior-faces64", "inpaint",
+                     "c1ffb773da55c315ce99b5e9d548eb4487619bcdc6a660ffabcd46694d677d6d", 239064),
+    _genprior_fusion("genprior-brain64", "denoise",
+                     "0b45da4270dc0ef7c92ccd32504fe91ead83a06f35c2f7b99f8d42cf8dfbb6fc", 237912),
+    _genprior_fusion("genprior-brain64", "inpaint",
+                     "d106ef3d3ca605884074e74d95191dcb934325a235a3285f6accc30d12247e30", 239064),
     _bigprior_colorization("bedroom", "pggan-bedroom-256",
                            "b388db51c7b8494a9379447c8762ed5c4443a14a05d160fd3aaf67bb98527f99"),
     _bigprior_colorization("church", "pggan-churchoutdoor-256",
