@@ -1,12 +1,12 @@
 """Train the fusion nets genprior ships: a BoundedPhi per (shipped generator, task) on training images' inversions.
 
 Run: ``python scripts/train_fusion_nets.py --out /work/runs/fusion [--generators genprior-faces64,genprior-brain64]
-[--tasks denoise,inpaint] [--images 32] [--epochs 40]``
+[--tasks denoise,inpaint,colorize] [--images 32] [--epochs 40]``
 
 For each generator and task: ``--images`` clean training images (faces: faces-utk64 without its last 1,000 files,
 which the benchmarks hold out; brains: brain-mri64/train), evenly spread, are degraded with BIGPrior's blind
-protocol (`genprior.methods.fusion_inversions.degrade`: σ uniform in [0.02, 0.2], or a centred hole of 25-50 % of
-the side) and inverted with the inversion ``genprior restore --method bigprior`` uses (`MGANPrior.preset`); a
+protocol (`genprior.methods.fusion_inversions.degrade`: σ uniform in [0.02, 0.2], a centred hole of 25-50 % of
+the side, or the grey image for colorization) and inverted with the inversion ``genprior restore --method bigprior`` uses (`MGANPrior.preset`); a
 BoundedPhi (genprior's bounded φ-net, which sees g and, for in-painting, the hole) is trained on those triples
 and written as ``<out>/<generator>-<task>-fusion.safetensors`` with ``<out>/<generator>-<task>-fusion.json``
 (data, inversion settings, epochs, final training loss, CPU seconds). Everything resumes: finished triples are
@@ -67,7 +67,8 @@ def train_one(shared: Path, out: Path, generator: str, task: str, args: argparse
             "data": "faces-utk64 (first files, held-out last 1,000 excluded)" if "faces" in generator
             else "brain-mri64/train",
             "degradation": {"denoise": f"Gaussian sigma uniform in {list(SIGMA_RANGE)}",
-                            "inpaint": f"centred square hole, side fraction uniform in {list(HOLE_RANGE)}"}[task],
+                            "inpaint": f"centred square hole, side fraction uniform in {list(HOLE_RANGE)}",
+                            "colorize": "ITU-R 601 luma"}[task],
             "inversion": {"method": inversion.name, **inversion.settings()}, "epochs": args.epochs,
             "seed": args.seed, "run": str(run), "cpu_seconds": {"inversions": t_inv, "training": t_train},
             "final_epoch": {k: v[-1] for k, v in history.items() if isinstance(v, list) and v}}

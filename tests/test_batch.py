@@ -27,12 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 class UpscaleJob:
     """A cheap restoration: bicubic x2 of a grey image; PSNR against ``truth/<name>.png`` when it exists.
 
-    Every call leaves a file in ``log`` (setup-<pid>, call-<name>-<uuid>) so tests can count work done.
+    Every call leaves a file in ``log`` (setup-<pid>, call-<name>-<uuid>) so tests can count work done. With
+    ``stall_after`` > 0, calls after that many stall for 10 s (an interrupt then always lands mid-run, however
+    loaded the machine).
     """
 
     def __init__(self, log: Path, truth: Path | None = None, delay: float = 0.0, crash_on: str = "",
-                 fail_setup: bool = False) -> None:
+                 fail_setup: bool = False, stall_after: int = 0) -> None:
         self.log, self.truth, self.delay, self.crash_on, self.fail_setup = log, truth, delay, crash_on, fail_setup
+        self.stall_after = stall_after
         self.kernel = None
 
     def setup(self) -> None:
@@ -46,7 +49,8 @@ class UpscaleJob:
         (self.log / f"call-{input_path.stem}-{uuid.uuid4().hex}").touch()
         if input_path.stem == self.crash_on:
             os._exit(3)  # a segfault or the OOM killer, as the driver sees it
-        time.sleep(self.delay)
+        stall = self.stall_after and len(list(self.log.glob("call-*"))) > self.stall_after
+        time.sleep(10 if stall else self.delay)
         y = read_image(input_path, channels=1)
         x = F.interpolate(y, scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1)
         save_image(x, out_dir / "restored.png")
@@ -178,8 +182,8 @@ from test_batch import UpscaleJob
 from genprior.batch import run_batch
 inputs, log, truth, out, engine = map(Path, sys.argv[1:6])
 try:
-    run_batch(UpscaleJob(log, truth, delay=float(sys.argv[6])), sorted(inputs.iterdir()), out, engine=str(engine),
-              workers=2, summary_every=1)
+    run_batch(UpscaleJob(log, truth, delay=float(sys.argv[6]), stall_after=2), sorted(inputs.iterdir()), out,
+              engine=str(engine), workers=2, summary_every=1)
 except KeyboardInterrupt:
     sys.exit(130)
 """

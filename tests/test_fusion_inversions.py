@@ -62,3 +62,19 @@ def test_degradations_follow_their_seed_and_range():
     assert one == again and 0.25 <= one["hole"] <= 0.5
     with pytest.raises(genprior.GenpriorError, match="unknown BIGPrior task"):
         degrade("deblur", 32, 0)
+
+
+def test_colorization_triples_keep_the_observed_luma(tmp_path):
+    from pathlib import Path
+
+    from genprior.physics import Colorization
+
+    G = genprior.load_generator("genprior-faces64", device="cpu")
+    face = Path(genprior.__file__).parent / "samples" / "face.png"
+    out = make_triples(G, [face], "colorize", tmp_path, inversion=MGANPrior.preset(G, "colorize", steps=2),
+                       progress=False)
+    item = FusionTriples(out / "obs", out / "gan", out / "gt", task="colorize")[0]
+    assert item["y"].shape == (1, 64, 64) and item["g"].shape == item["x"].shape == (3, 64, 64)
+    luma = Colorization().A(item["g"][None])[0]  # the GAN estimate carries the observation's luma
+    diff = (luma - item["y"]).abs()
+    assert diff.mean() < 1e-3 and diff.max() < 0.05  # exact but where a colour clips at 0 or 1
