@@ -83,17 +83,17 @@ def run(args, shared: Path, perceptual, done: set) -> None:
                     OUT / f"bigprior-{domain}-{task}.png")
 
 
-def brgm_map(domain: str, task: str) -> str:
-    """BRGM MAP's PSNR on the same images, from the BRGM benchmark's rows, or a dash."""
+def brgm_map_psnr() -> dict[tuple[str, str], str]:
+    """BRGM MAP's PSNR on the same real images per (domain, task), from the BRGM benchmark's rows (the last)."""
     path = OUT / "brgm-rows.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-    hits = [r for r in rows if (r["table"], r["domain"], r["task"], r["images"], r["variant"]) ==
-            ("quality", domain, task, "real", "map")]
-    return f"{hits[-1]['scores']['psnr']['mean']:.2f}" if hits else "–"
+    return {(r["domain"], r["task"]): f"{r['scores']['psnr']['mean']:.2f}" for r in rows
+            if (r["table"], r["images"], r["variant"]) == ("quality", "real", "map")}
 
 
 def write_report() -> None:
     rows = [json.loads(line) for line in ROWS.read_text().splitlines()] if ROWS.exists() else []
+    brgm = brgm_map_psnr()
     (OUT / "bigprior-shipped.json").write_text(json.dumps(rows, indent=1))
     f = lambda s: f"{s['psnr']['mean']:.2f} ± {s['psnr']['se']:.2f} / {s['ssim']['mean']:.3f}"  # noqa: E731
     lines = ["# BIGPrior with the shipped fusion nets (real held-out images)", "",
@@ -111,7 +111,7 @@ def write_report() -> None:
         hole = f"{s['bigprior']['psnr_hole']['mean']:.2f}" if "psnr_hole" in s["bigprior"] else "–"
         lines.append(f"| {r['domain']} | {r['task']} | {r['n']} | {f(s['observation'])} | {f(s['baseline'])} "
                      f"({r['baseline']}) | {f(s['gan_estimate'])} | {f(s['bigprior'])} | {hole} "
-                     f"| {brgm_map(r['domain'], r['task'])} "
+                     f"| {brgm.get((r['domain'], r['task']), '–')} "
                      f"| {r['mean_phi']:.3f} "
                      f"| {r['rank_corr_phi_gan_error']:.2f} | {r['hallucinated']:.4f} | {r['seconds_per_image']:.1f} |")
     commands = sorted({r["command"] for r in rows})

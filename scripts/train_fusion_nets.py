@@ -50,7 +50,8 @@ def train_one(shared: Path, out: Path, generator: str, task: str, args: argparse
     folder = out / generator / task
     files = training_files(shared, generator, args.images)
     target = out / f"{generator}-{task}-fusion.safetensors"
-    before = json.loads(target.with_suffix(".json").read_text()) if target.with_suffix(".json").is_file() else {}
+    record = target.with_suffix(".json")
+    before = json.loads(record.read_text()) if record.is_file() else {}
     t0 = time.process_time()
     make_triples(G, files, task, folder / "triples", inversion=inversion, seed=args.seed, progress=True)
     t_inv = time.process_time() - t0 + before.get("cpu_seconds", {}).get("inversions", 0.0)  # earlier runs' too
@@ -73,7 +74,7 @@ def train_one(shared: Path, out: Path, generator: str, task: str, args: argparse
             "seed": args.seed, "run": str(run), "cpu_seconds": {"inversions": t_inv, "training": t_train},
             "final_epoch": {k: v[-1] for k, v in history.items() if isinstance(v, list) and v}}
     net.save(target, info={"generator": generator}, overwrite=True)
-    with atomic_path(target.with_suffix(".json"), overwrite=True) as tmp:
+    with atomic_path(record, overwrite=True) as tmp:
         tmp.write_text(json.dumps(info, indent=1, default=str))
     print(f"wrote {target} ({os.path.getsize(target)} bytes)", flush=True)
     return target
