@@ -1,10 +1,13 @@
 """BIGPrior with the shipped fusion nets, end to end on real held-out images, as `genprior restore --method bigprior`
 runs it (the zoo's fusion net for the generator and task, mGANprior's default preset).
 
-Run: ``python benchmarks/bigprior_shipped.py [--images 24] [--domains faces,brains] [--tasks denoise,inpaint]``
+Run: ``python benchmarks/bigprior_shipped.py [--images 24] [--domains faces,brains]
+[--tasks denoise,inpaint,denoise-blind]``
 (writes ``benchmarks/results/bigprior-shipped.{json,md}`` and a montage per domain and task,
 ``benchmarks/results/bigprior-<domain>-<task>.png``: truth | observation | baseline | GAN estimate | BIGPrior | φ).
-Rows are appended to ``bigprior-shipped-rows.jsonl`` as they finish; a rerun skips those already there.
+Rows are appended to ``bigprior-shipped-rows.jsonl`` as they finish; a rerun skips those already there for the
+same fusion net file (by sha256), so the rows of a replaced net stay as its record (column d(y): what the net
+fuses g with).
 
 Images and forward models are the BRGM benchmark's (`common.real_images`, `common.task_physics`: denoising σ 0.1,
 centre in-painting of 40 % of the side with σ 0.01), so the rows compare with ``brgm.md``. Per image: PSNR / SSIM /
@@ -12,6 +15,10 @@ perceptual of the observation, the task's strongest simple baseline (mean fill; 
 the known σ, its parameter chosen on the test images), the GAN estimate g and BIGPrior's x; mean φ; the rank
 correlation of φ with the GAN estimate's error |g - truth| (where the prior is wrong φ should be low: negative is
 good) and the hallucinated part mean(φ·|g - truth|); seconds per image.
+
+``denoise-blind`` is BIGPrior's blind protocol: each image's σ is drawn uniform in [0.02, 0.2] (seeded by its
+index) and BIGPrior is given the σ that `estimate_sigma` finds in the image, as ``restore`` without ``--sigma``;
+the baseline denoisers get the true σ.
 """
 
 from __future__ import annotations
@@ -26,8 +33,12 @@ import torch
 
 import genprior
 from genprior.io import zoo
+from genprior.io.download import file_sha256
 from genprior.losses import PerceptualDistance
-from genprior.methods import BIGPrior
+from genprior.methods import BIGPrior, FusionNet
+from genprior.methods.fusion_inversions import SIGMA_RANGE
+from genprior.physics import Denoising, estimate_sigma
+from genprior.result import Reconstruction
 
 sys.path.insert(0, str(Path(__file__).parent))
 from brgm import baselines, montage, scores  # noqa: E402
@@ -49,24 +60,52 @@ def phi_scores(phi: torch.Tensor, g: torch.Tensor, truth: torch.Tensor, hole: to
             "hallucinated": float((p * err).mean())}
 
 
+def blind_restore(method: BIGPrior, truth: torch.Tensor) -> tuple[torch.Tensor, Reconstruction, list[float], list]:
+    """BIGPrior's blind protocol, one image at a time: (noisy y, the restorations stacked, true σs, baselines
+    at the true σ (name, image) per image)."""
+    ys, parts, sigmas, base = [], [], [], []
+    for i in range(truth.shape[0]):
+        u = float(torch.rand((), generator=torch.Generator().manual_seed(i)))
+        sigma = SIGMA_RANGE[0] + u * (SIGMA_RANGE[1] - SIGMA_RANGE[0])
+        y = Denoising(sigma)(truth[i:i + 1], seed=i)
+        parts.append(method(y, Denoising(float(estimate_sigma(y)[0])), seed=0))
+        base.append(baselines("denoise", y, Denoising(sigma), truth[i:i + 1])["baseline"])
+        ys.append(y)
+        sigmas.append(sigma)
+    res = Reconstruction(mean=torch.cat([r.mean for r in parts]), phi=torch.cat([r.phi for r in parts]),
+                         images={"gan_estimate": torch.cat([r.images["gan_estimate"] for r in parts])})
+    return torch.cat(ys), res, sigmas, base
+
+
 def run(args, shared: Path, perceptual, done: set) -> None:
     for domain in args.domains:
         G = genprior.load_generator(DOMAINS[domain], "cpu")
         truth = real_images(shared, domain, args.images)
         for task in args.tasks:
-            if (domain, task) in done:
+            net_task = "denoise" if task == "denoise-blind" else task
+            fusion = zoo.default_fusion(G, net_task)
+            fusion_sha = file_sha256(fusion)
+            if (domain, task, fusion_sha) in done:
                 continue
-            physics = task_physics(task)
-            y = physics(truth, seed=0)
-            hole = (~physics.observed).float() if task == "inpaint" else None
-            fusion = zoo.default_fusion(G, task)
-            method = BIGPrior.preset(G, task, fusion)
+            method = BIGPrior.preset(G, net_task, fusion)
             t0 = time.perf_counter()
-            res = method(y, physics, seed=0)
-            dt = (time.perf_counter() - t0) / truth.shape[0]
+            if task == "denoise-blind":
+                y, res, sigmas, per_image = blind_restore(method, truth)
+                dt = (time.perf_counter() - t0) / truth.shape[0]
+                names = sorted({name for name, _ in per_image})
+                base = {"pseudo_inverse": ("observation", y.clamp(0, 1)),
+                        "baseline": (" / ".join(names) + " (true σ)", torch.cat([b for _, b in per_image]))}
+                hole = None
+            else:
+                physics = task_physics(task)
+                y = physics(truth, seed=0)
+                hole = (~physics.observed).float() if task == "inpaint" else None
+                res = method(y, physics, seed=0)
+                dt = (time.perf_counter() - t0) / truth.shape[0]
+                base = baselines(task, y, physics, truth)
             g = res.images["gan_estimate"]
-            base = baselines(task, y, physics, truth)
             row = {"domain": domain, "task": task, "n": truth.shape[0], "fusion": Path(fusion).name,
+                   "fusion_sha256": fusion_sha, "data_term": FusionNet.load(fusion).data_term,
                    "inversion": method.settings()["inversion"], "seconds_per_image": dt,
                    "scores": {"observation": scores(base["pseudo_inverse"][1], truth, perceptual, hole),
                               "baseline": scores(base["baseline"][1], truth, perceptual, hole),
@@ -97,19 +136,22 @@ def write_report() -> None:
     (OUT / "bigprior-shipped.json").write_text(json.dumps(rows, indent=1))
     f = lambda s: f"{s['psnr']['mean']:.2f} ± {s['psnr']['se']:.2f} / {s['ssim']['mean']:.3f}"  # noqa: E731
     lines = ["# BIGPrior with the shipped fusion nets (real held-out images)", "",
+             "d(y): what the fusion net fuses g with (observation: y itself, as the official nets; nl_means: the "
+             "observation's non-local means). denoise-blind: σ uniform in [0.02, 0.2] per image, BIGPrior given "
+             "the σ estimated from the image, the baselines the true σ.", "",
              "As `genprior restore --method bigprior` runs it: the zoo's fusion net, mGANprior's default preset. "
              "PSNR ± standard error / SSIM; in-painting also PSNR inside the hole. φ: how much of each pixel came "
              "from the prior; corr(φ, err(g)): its rank correlation with the GAN estimate's error "
              "err(g) = |g - truth|, taken outside the hole (negative: φ is low where the prior is wrong); "
              "hallucinated: mean φ·err(g). "
              "Montages: truth | observation | baseline | GAN estimate | BIGPrior | φ.", "",
-             "| domain | task | n | observation | baseline | GAN estimate | BIGPrior | BIGPrior hole PSNR "
+             "| domain | task | d(y) | n | observation | baseline | GAN estimate | BIGPrior | BIGPrior hole PSNR "
              "| BRGM MAP PSNR (brgm.md) | mean φ | corr(φ, err(g)) | hallucinated | s / image |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = r["scores"]
         hole = f"{s['bigprior']['psnr_hole']['mean']:.2f}" if "psnr_hole" in s["bigprior"] else "–"
-        lines.append(f"| {r['domain']} | {r['task']} | {r['n']} | {f(s['observation'])} | {f(s['baseline'])} "
+        lines.append(f"| {r['domain']} | {r['task']} | {r.get('data_term', 'observation')} | {r['n']} | {f(s['observation'])} | {f(s['baseline'])} "
                      f"({r['baseline']}) | {f(s['gan_estimate'])} | {f(s['bigprior'])} | {hole} "
                      f"| {brgm.get((r['domain'], r['task']), '–')} "
                      f"| {r['mean_phi']:.3f} "
@@ -132,7 +174,7 @@ def main() -> None:
     args.domains, args.tasks = args.domains.split(","), args.tasks.split(",")
     if not args.report_only:
         shared = start_run(ROWS, args.threads, fresh=False)
-        done = ({(r["domain"], r["task"]) for r in map(json.loads, ROWS.read_text().splitlines())
+        done = ({(r["domain"], r["task"], r.get("fusion_sha256")) for r in map(json.loads, ROWS.read_text().splitlines())
                  if r["n"] == args.images} if ROWS.exists() else set())
         run(args, shared, PerceptualDistance(size=64), done)
     write_report()

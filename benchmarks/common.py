@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import torch
 
 from genprior.io.images import read_image
+from genprior.io.splits import SPLITS, split_files
 from genprior.paths import shared_dir
 from genprior.physics import Denoising, Inpainting, SuperResolution, center_mask
 
@@ -17,16 +17,9 @@ DOMAINS = {"faces": "genprior-faces64", "brains": "genprior-brain64"}
 
 def real_images(shared: Path, domain: str, n: int, offset: int = 0) -> torch.Tensor:
     """n held-out real images, evenly spread over the held-out files (``offset`` shifts the pick: disjoint sets)."""
-    if domain == "faces":
-        folder = shared / "data" / "faces-utk64"
-        files = sorted(os.listdir(folder))[-1000:]
-        channels = 3
-    else:
-        folder = shared / "data" / "brain-mri64" / "test"
-        files = sorted(os.listdir(folder))
-        channels = 1
-    picked = files[offset:: max(1, len(files) // n)][:n]
-    return torch.cat([read_image(folder / f, channels=channels) for f in picked])
+    model = DOMAINS[domain]
+    files = split_files(shared, model, "held_out", n, offset)
+    return torch.cat([read_image(f, channels=SPLITS[model].channels) for f in files])
 
 
 def generated_images(G, n: int, seed: int = 1000) -> torch.Tensor:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import torch
 import genprior
 from genprior.io import zoo
 from genprior.io.images import read_image
+from genprior.io.splits import SPLITS, split_files
 from genprior.methods import BRGM
 from genprior.methods.brgm import apply_consistency
 from genprior.methods.trust import TABLE, task_key
@@ -44,15 +44,11 @@ from common import task_physics  # noqa: E402  (benchmarks/common.py)
 OUT = Path(__file__).parent / "results"
 GRID = [round(w, 2) for w in np.linspace(0, 1, 11)]
 INFLATION = [2.0 ** k for k in range(0, 11)]
-TRAINING = {"genprior-faces64": ("data/faces-utk64", 3, slice(0, 9000)),
-            "genprior-brain64": ("data/brain-mri64/train", 1, slice(None))}
 
 
 def training_images(shared: Path, model: str, n: int) -> torch.Tensor:
-    folder, channels, part = TRAINING[model]
-    files = sorted(os.listdir(shared / folder))[part]
-    picked = files[:: max(1, len(files) // n)][:n]
-    return torch.cat([read_image(shared / folder / f, channels=channels) for f in picked])
+    """n of the model's training images, evenly spread (`genprior.io.splits`)."""
+    return torch.cat([read_image(f, channels=SPLITS[model].channels) for f in split_files(shared, model, "train", n)])
 
 
 def misfit_inflation(G, res, y: torch.Tensor, physics, weight: float, truth: torch.Tensor,
@@ -73,7 +69,7 @@ def misfit_inflation(G, res, y: torch.Tensor, physics, weight: float, truth: tor
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=16)
-    ap.add_argument("--models", default=",".join(TRAINING))
+    ap.add_argument("--models", default=",".join(SPLITS))
     ap.add_argument("--tasks", default="sr4,sr8,inpaint,denoise,colorize")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()

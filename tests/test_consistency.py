@@ -112,6 +112,23 @@ def test_blend_and_data_estimate(faces):
     assert torch.allclose(blend(faces, y, sr, 0.25), 0.25 * faces + 0.75 * d)
 
 
+def test_denoising_data_estimate_is_non_local_means(faces):
+    from skimage.restoration import denoise_nl_means
+
+    dn = Denoising(0.1)
+    y = dn(faces, seed=0)
+    d = data_estimate(y, dn)
+    err = lambda x: float((x - faces[:len(x), :x.shape[1]]).square().mean())  # noqa: E731
+    assert d.shape == faces.shape and 0 <= d.min() and d.max() <= 1
+    assert err(d) < err(y.clamp(0, 1)) / 3  # 20 dB -> 25+ dB
+    ref = denoise_nl_means(y[0].clamp(0, 1).permute(1, 2, 0).double().numpy(), h=0.06, sigma=0.1, patch_size=5,
+                           patch_distance=6, fast_mode=True, channel_axis=-1)
+    assert torch.allclose(d[0], torch.from_numpy(ref).permute(2, 0, 1).float().clamp(0, 1), atol=1e-6)
+    grey = data_estimate(y[:2, :1], dn)
+    assert grey.shape == (2, 1, 64, 64) and err(grey) < err(y[:2, :1].clamp(0, 1)) / 2
+    assert torch.equal(data_estimate(y, Denoising(0.0)), y.clamp(0, 1))  # nothing to remove at σ 0
+
+
 @pytest.mark.parametrize("sigma", [0.05, 0.1, 0.2])
 def test_noise_level_estimate(faces, sigma):
     y = faces + sigma * torch.randn(faces.shape, generator=torch.Generator().manual_seed(1))

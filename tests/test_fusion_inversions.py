@@ -12,7 +12,7 @@ import genprior
 from genprior.io.images import save_image
 from genprior.methods import MGANPrior
 from genprior.methods.fusion_data import FusionTriples
-from genprior.methods.fusion_inversions import degrade, make_triples
+from genprior.methods.fusion_inversions import degrade, denoised_observations, make_triples
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +78,21 @@ def test_colorization_triples_keep_the_observed_luma(tmp_path):
     luma = Colorization().A(item["g"][None])[0]  # the GAN estimate carries the observation's luma
     diff = (luma - item["y"]).abs()
     assert diff.mean() < 1e-3 and diff.max() < 0.05  # exact but where a colour clips at 0 or 1
+
+
+def test_denoised_observations_are_the_non_local_means_at_the_drawn_sigma(digits, tmp_path):
+    from genprior.physics.denoising import classical_denoise
+
+    G, files = digits
+    inversion = MGANPrior(G, layer=8, codes=2, steps=1, vgg_weight=0)
+    out = make_triples(G, files[:2], "denoise", tmp_path, inversion=inversion, seed=3, progress=False)
+    folder = denoised_observations(out)
+    sigma = json.loads((out / "degradations.json").read_text())["digit1"]["sigma"]
+    y = torch.from_numpy(np.load(out / "obs" / "digit1.npy")).permute(2, 0, 1)[None]
+    d = torch.from_numpy(np.load(folder / "digit1.npy")).permute(2, 0, 1)[None]
+    assert torch.allclose(d, classical_denoise(y, sigma), atol=1e-6)
+    truth = torch.from_numpy(np.load(out / "gt" / "digit1.npy")).permute(2, 0, 1)[None]
+    assert (d - truth).square().mean() < (y.clamp(0, 1) - truth).square().mean() / 2
+    stamp = (folder / "digit0.npy").stat().st_mtime_ns
+    denoised_observations(out)  # resumes: existing files are kept
+    assert (folder / "digit0.npy").stat().st_mtime_ns == stamp

@@ -22,6 +22,7 @@ from ..errors import GenpriorError
 from ..generators import Generator
 from ..physics import Colorization, Denoising, Inpainting, Physics
 from ..physics.colorization import with_luma
+from ..physics.denoising import classical_denoise
 from ..result import Reconstruction
 from .base import History, Method, register_renderer, renderer_for
 from .fusion import FusionNet
@@ -83,10 +84,19 @@ def fuse_ready_estimate(g: torch.Tensor, y: torch.Tensor, task: str) -> torch.Te
     return with_luma(g, y) if task == "colorize" else g
 
 
+def fusion_input(fusion: FusionNet, y: torch.Tensor, physics: Physics) -> torch.Tensor:
+    """The data term d(y) the fusion net was trained on, (N, C, H, W): y itself, or for a ``"nl_means"`` net
+    the observation's non-local means at the physics' σ."""
+    if fusion.data_term == "nl_means" and isinstance(physics, Denoising):
+        return classical_denoise(y, float(physics.sigma))
+    return y
+
+
 def fuse_estimate(fusion: FusionNet, y: torch.Tensor, g: torch.Tensor, physics: Physics, task: str
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x, φ, g as fused) for an observation and a GAN estimate g (N, C, H, W) in [0, 1]."""
     g = fuse_ready_estimate(g, y, task)
+    y = fusion_input(fusion, y, physics)
     holes = (1 - physics.observed.float()).expand(y.shape[0], 1, -1, -1) if task == "inpaint" else None
     if y.shape[1] == 1 and task != "colorize":
         x, phi = fusion(y.expand(-1, 3, -1, -1), g.expand(-1, 3, -1, -1), mask=holes)

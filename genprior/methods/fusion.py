@@ -2,7 +2,9 @@
 
 * y: the observation (colorization: 1-channel grey; in-painting: masked RGB, holes 0; denoising: noisy RGB);
 * g: the generative (GAN-inversion) estimate of the clean image, RGB;
-* d(y): the data term: y itself, the grey repeated to 3 channels for colorization;
+* d(y): the data term: y itself (the grey repeated to 3 channels for colorization), or for a net whose info
+  says ``"data_term": "nl_means"`` (genprior's denoising nets) the observation's non-local means
+  (`genprior.physics.denoising.classical_denoise`), which its caller passes as y;
 * φ → 1 trusts the prior (hallucination), φ → 0 trusts the data.
 
 Public images are in [0, 1]. As the official code, the fusion runs on images shifted by −0.5 (y, g and the
@@ -147,6 +149,12 @@ class FusionNet:
 
     def config(self) -> dict:
         return {**self.net.config(), "task": self.task}
+
+    @property
+    def data_term(self) -> str:
+        """What this net fuses g with: "observation" (y itself, as the official nets) or "nl_means" (the
+        observation's non-local means: `fusion_input` computes it)."""
+        return str(self.info.get("data_term", "observation"))
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod

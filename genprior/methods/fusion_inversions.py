@@ -12,7 +12,8 @@ A grey generator's images are repeated to 3 channels, as `BIGPrior` sends them t
 ``degrade`` draws each image's degradation from its own seed: denoising σ uniform in ``sigma_range``
 (BIGPrior's blind protocol; a fixed σ with ``sigma_range=(s, s)``); in-painting a centred hole whose side is a
 fraction uniform in ``hole_range``. The gan file is written last (atomically), so a folder can be resumed: images
-whose gan file exists are skipped.
+whose gan file exists are skipped. `denoised_observations` adds ``obs_nlm/``: each denoising observation's
+non-local means at the σ it drew (the data term of genprior's denoising fusion nets).
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ from ..generators import Generator
 from ..io.atomic import atomic_path
 from ..io.images import read_image, save_image
 from ..physics import Colorization, Denoising, Inpainting, Physics, center_mask
+from ..physics.denoising import classical_denoise
 from ..progress import progress as progress_bar
 from .base import Method
 from .bigprior import fuse_ready_estimate
 from .fusion import check_task_name
 
-__all__ = ["degrade", "make_triples", "SIGMA_RANGE", "HOLE_RANGE"]
+__all__ = ["degrade", "make_triples", "denoised_observations", "SIGMA_RANGE", "HOLE_RANGE"]
 
 SIGMA_RANGE = (0.02, 0.2)  # BIGPrior's blind AWGN: σ ~ U{5..50}/255, here continuous in [0, 1] units
 HOLE_RANGE = (0.25, 0.5)  # side fraction of the centred hole (`genprior restore`'s default is 0.25)
@@ -97,3 +99,19 @@ def make_triples(G: Generator, files: Sequence[str | os.PathLike], task: str, ou
         with atomic_path(log_path, overwrite=True) as tmp:
             tmp.write_text(json.dumps(drawn, indent=1))
     return out
+
+
+def denoised_observations(out: str | os.PathLike) -> Path:
+    """Write ``out/obs_nlm/<stem>.npy``: the non-local means (`classical_denoise`) of each ``obs/<stem>.npy`` of a
+    denoising triples folder at the σ recorded in ``degradations.json``; existing files are kept; returns the
+    folder."""
+    out = Path(out)
+    drawn = json.loads((out / "degradations.json").read_text())
+    target = out / "obs_nlm"
+    for stem, info in drawn.items():
+        if (target / f"{stem}.npy").is_file():
+            continue
+        y = torch.from_numpy(np.load(out / "obs" / f"{stem}.npy", allow_pickle=False))
+        y = (y[None] if y.ndim == 2 else y.permute(2, 0, 1))[None]
+        _save_npy(target / f"{stem}.npy", classical_denoise(y, float(info["sigma"]))[0])
+    return target

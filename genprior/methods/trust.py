@@ -1,8 +1,8 @@
 """Measured generator weights: how much of a shipped generator's image a restoration keeps, per task.
 
 A restoration's point estimate is ``consistent(w·G + (1 - w)·d(y))`` (`genprior.physics.consistency.blend`),
-d(y) the data-only estimate (bicubic, mean fill, ...). For a strong prior w = 1. A weak prior (the small
-CPU-trained models shipped here) reproduces real images poorly, and keeping all of its detail loses to
+d(y) the data-only estimate (bicubic, mean fill, non-local means, ...). For a strong prior w = 1. A weak prior
+(the small CPU-trained models shipped here) reproduces real images poorly, and keeping all of its detail loses to
 bicubic interpolation; the weight that maximises PSNR on the model's TRAINING images (never the held-out
 ones) is measured per task by ``python benchmarks/generator_weights.py`` and stored in
 ``genprior/models/generator_weights.json`` with the model file's sha256, so a retrained model falls back to 1

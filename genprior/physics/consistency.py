@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Physics
+from .denoising import Denoising, classical_denoise
 from .inpainting import Inpainting
 from .superres import SuperResolution
 
@@ -38,10 +39,12 @@ SIGMA_FLOOR = 1e-3  # the smallest noise std the solver uses (keeps the system w
 
 def data_estimate(y: torch.Tensor, physics: Physics) -> torch.Tensor:
     """The strongest simple image-sized estimate from the observation alone, in [0, 1]: bicubic enlargement for
-    super-resolution, the pseudo-inverse otherwise (mean fill for in-painting, y for denoising, grey for
-    colorization)."""
+    super-resolution, non-local means at the known σ for denoising, the pseudo-inverse otherwise (mean fill for
+    in-painting, grey for colorization)."""
     if isinstance(physics, SuperResolution):
         return F.interpolate(y, scale_factor=physics.factor, mode="bicubic", align_corners=False).clamp(0, 1)
+    if isinstance(physics, Denoising):
+        return classical_denoise(y, float(physics.sigma))
     return physics.A_dagger(y).clamp(0, 1)
 
 
