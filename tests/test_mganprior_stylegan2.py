@@ -185,7 +185,9 @@ def test_plateau_and_bad_fast_settings():
 
 
 @pytest.mark.parametrize("generator, sample, task", [("genprior-brain64", "brain.png", "denoise"),
-                                                     ("genprior-faces64", "face.png", "inpaint")])
+                                                     ("genprior-faces64", "face.png", "inpaint"),
+                                                     ("genprior-faces64", "face.png", "colorize"),
+                                                     ("genprior-faces64", "face.png", "denoise")])
 def test_cli_bigprior_takes_the_shipped_fusion_net(tmp_path, generator, sample, task):
     image = Path(genprior.__file__).parent / "samples" / sample
     args = ["restore", image, "-g", generator, "--task", task, "--method", "bigprior", "--steps", "2", "--simulate",
@@ -196,3 +198,5 @@ def test_cli_bigprior_takes_the_shipped_fusion_net(tmp_path, generator, sample, 
     assert Path(back.config["fusion_source"]).name == f"{generator}-{task}-fusion.safetensors"
     assert back.config["fusion"]["task"] == task and back.config["fusion"]["net"] == "bounded"
     assert back.phi.shape == back.mean.shape and 0 <= back.phi.min() and back.phi.max() <= 1
+    if generator == "genprior-faces64" and task == "denoise":  # fused with the non-local means of y
+        assert genprior.FusionNet.load(back.config["fusion_source"]).data_term == "nl_means"
