@@ -35,8 +35,8 @@ import genprior
 from genprior.io import zoo
 from genprior.io.download import file_sha256
 from genprior.losses import PerceptualDistance
-from genprior.methods import BIGPrior, FusionNet
-from genprior.methods.fusion_inversions import SIGMA_RANGE
+from genprior.methods import BIGPrior
+from genprior.methods.fusion_inversions import degrade
 from genprior.physics import Denoising, estimate_sigma
 from genprior.result import Reconstruction
 
@@ -60,21 +60,19 @@ def phi_scores(phi: torch.Tensor, g: torch.Tensor, truth: torch.Tensor, hole: to
             "hallucinated": float((p * err).mean())}
 
 
-def blind_restore(method: BIGPrior, truth: torch.Tensor) -> tuple[torch.Tensor, Reconstruction, list[float], list]:
-    """BIGPrior's blind protocol, one image at a time: (noisy y, the restorations stacked, true σs, baselines
-    at the true σ (name, image) per image)."""
-    ys, parts, sigmas, base = [], [], [], []
+def blind_restore(method: BIGPrior, truth: torch.Tensor) -> tuple[torch.Tensor, Reconstruction, list]:
+    """BIGPrior's blind protocol, one image at a time (image i's σ drawn by `degrade` with seed i): (noisy y,
+    the restorations stacked, the baseline at the true σ (name, image) per image)."""
+    ys, parts, base = [], [], []
     for i in range(truth.shape[0]):
-        u = float(torch.rand((), generator=torch.Generator().manual_seed(i)))
-        sigma = SIGMA_RANGE[0] + u * (SIGMA_RANGE[1] - SIGMA_RANGE[0])
-        y = Denoising(sigma)(truth[i:i + 1], seed=i)
+        physics, _ = degrade("denoise", truth.shape[-1], i)
+        y = physics(truth[i:i + 1], seed=i)
         parts.append(method(y, Denoising(float(estimate_sigma(y)[0])), seed=0))
-        base.append(baselines("denoise", y, Denoising(sigma), truth[i:i + 1])["baseline"])
+        base.append(baselines("denoise", y, physics, truth[i:i + 1])["baseline"])
         ys.append(y)
-        sigmas.append(sigma)
     res = Reconstruction(mean=torch.cat([r.mean for r in parts]), phi=torch.cat([r.phi for r in parts]),
                          images={"gan_estimate": torch.cat([r.images["gan_estimate"] for r in parts])})
-    return torch.cat(ys), res, sigmas, base
+    return torch.cat(ys), res, base
 
 
 def run(args, shared: Path, perceptual, done: set) -> None:
@@ -90,7 +88,7 @@ def run(args, shared: Path, perceptual, done: set) -> None:
             method = BIGPrior.preset(G, net_task, fusion)
             t0 = time.perf_counter()
             if task == "denoise-blind":
-                y, res, sigmas, per_image = blind_restore(method, truth)
+                y, res, per_image = blind_restore(method, truth)
                 dt = (time.perf_counter() - t0) / truth.shape[0]
                 names = sorted({name for name, _ in per_image})
                 base = {"pseudo_inverse": ("observation", y.clamp(0, 1)),
@@ -105,7 +103,7 @@ def run(args, shared: Path, perceptual, done: set) -> None:
                 base = baselines(task, y, physics, truth)
             g = res.images["gan_estimate"]
             row = {"domain": domain, "task": task, "n": truth.shape[0], "fusion": Path(fusion).name,
-                   "fusion_sha256": fusion_sha, "data_term": FusionNet.load(fusion).data_term,
+                   "fusion_sha256": fusion_sha, "data_term": method.fusion.data_term,
                    "inversion": method.settings()["inversion"], "seconds_per_image": dt,
                    "scores": {"observation": scores(base["pseudo_inverse"][1], truth, perceptual, hole),
                               "baseline": scores(base["baseline"][1], truth, perceptual, hole),
@@ -151,8 +149,9 @@ def write_report() -> None:
     for r in rows:
         s = r["scores"]
         hole = f"{s['bigprior']['psnr_hole']['mean']:.2f}" if "psnr_hole" in s["bigprior"] else "–"
-        lines.append(f"| {r['domain']} | {r['task']} | {r.get('data_term', 'observation')} | {r['n']} | {f(s['observation'])} | {f(s['baseline'])} "
-                     f"({r['baseline']}) | {f(s['gan_estimate'])} | {f(s['bigprior'])} | {hole} "
+        lines.append(f"| {r['domain']} | {r['task']} | {r.get('data_term', 'observation')} | {r['n']} "
+                     f"| {f(s['observation'])} | {f(s['baseline'])} ({r['baseline']}) | {f(s['gan_estimate'])} "
+                     f"| {f(s['bigprior'])} | {hole} "
                      f"| {brgm.get((r['domain'], r['task']), '–')} "
                      f"| {r['mean_phi']:.3f} "
                      f"| {r['rank_corr_phi_gan_error']:.2f} | {r['hallucinated']:.4f} | {r['seconds_per_image']:.1f} |")
@@ -174,8 +173,8 @@ def main() -> None:
     args.domains, args.tasks = args.domains.split(","), args.tasks.split(",")
     if not args.report_only:
         shared = start_run(ROWS, args.threads, fresh=False)
-        done = ({(r["domain"], r["task"], r.get("fusion_sha256")) for r in map(json.loads, ROWS.read_text().splitlines())
-                 if r["n"] == args.images} if ROWS.exists() else set())
+        rows = map(json.loads, ROWS.read_text().splitlines()) if ROWS.exists() else []
+        done = {(r["domain"], r["task"], r.get("fusion_sha256")) for r in rows if r["n"] == args.images}
         run(args, shared, PerceptualDistance(size=64), done)
     write_report()
 
