@@ -60,7 +60,9 @@ def read_safetensors(path: str | os.PathLike, *, tensors: bool = True) -> Safete
     try:
         with safe_open(str(path), "pt") as f:
             meta = dict(f.metadata() or {})
-        data = load_file(str(path)) if tensors else {}
+        # clone: load_file's tensors may sit at any byte offset of one buffer, and CPU kernels round differently
+        # on unaligned memory, so a result loaded back would not re-render bit-exactly
+        data = {k: v.clone() for k, v in load_file(str(path)).items()} if tensors else {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise CheckpointError(f"{path}: unreadable safetensors file (truncated or corrupt?): {reason}") from None
