@@ -2,7 +2,7 @@
 runs it (the zoo's fusion net for the generator and task, mGANprior's default preset).
 
 Run: ``python benchmarks/bigprior_shipped.py [--images 24] [--domains faces,brains]
-[--tasks denoise,inpaint,denoise-blind]``
+[--tasks denoise,inpaint,denoise-blind,colorize]``
 (writes ``benchmarks/results/bigprior-shipped.{json,md}`` and a montage per domain and task,
 ``benchmarks/results/bigprior-<domain>-<task>.png``: truth | observation | baseline | GAN estimate | BIGPrior | φ).
 Rows are appended to ``bigprior-shipped-rows.jsonl`` as they finish; a rerun skips those already there for the
@@ -10,8 +10,9 @@ same fusion net file (by sha256), so the rows of a replaced net stay as its reco
 fuses g with).
 
 Images and forward models are the BRGM benchmark's (`common.real_images`, `common.task_physics`: denoising σ 0.1,
-centre in-painting of 40 % of the side with σ 0.01), so the rows compare with ``brgm.md``. Per image: PSNR / SSIM /
-perceptual of the observation, the task's strongest simple baseline (mean fill; the best scikit-image denoiser at
+centre in-painting of 40 % of the side with σ 0.01, colorization of the held-out colour faces), so the rows
+compare with ``brgm.md``. Per image: PSNR / SSIM /
+perceptual of the observation, the task's strongest simple baseline (mean fill; grey; the best scikit-image denoiser at
 the known σ, its parameter chosen on the test images), the GAN estimate g and BIGPrior's x; mean φ; the rank
 correlation of φ with the GAN estimate's error |g - truth| (where the prior is wrong φ should be low: negative is
 good) and the hallucinated part mean(φ·|g - truth|); seconds per image.
@@ -42,7 +43,7 @@ from genprior.result import Reconstruction
 
 sys.path.insert(0, str(Path(__file__).parent))
 from brgm import baselines, montage, scores  # noqa: E402
-from common import DOMAINS, real_images, start_run, task_physics  # noqa: E402
+from common import DOMAINS, real_colour_images, real_images, start_run, task_physics  # noqa: E402
 from uncertainty import spearman  # noqa: E402
 
 OUT = Path(__file__).parent / "results"
@@ -80,6 +81,8 @@ def run(args, shared: Path, perceptual, done: set) -> None:
         G = genprior.load_generator(DOMAINS[domain], "cpu")
         truth = real_images(shared, domain, args.images)
         for task in args.tasks:
+            if task == "colorize" and G.channels != 3:
+                continue
             net_task = "denoise" if task == "denoise-blind" else task
             fusion = zoo.default_fusion(G, net_task)
             fusion_sha = file_sha256(fusion)
@@ -96,6 +99,8 @@ def run(args, shared: Path, perceptual, done: set) -> None:
                 hole = None
             else:
                 physics = task_physics(task)
+                if task == "colorize":
+                    truth = real_colour_images(shared, domain, args.images)
                 y = physics(truth, seed=0)
                 hole = (~physics.observed).float() if task == "inpaint" else None
                 res = method(y, physics, seed=0)

@@ -1,15 +1,16 @@
 """BRGM benchmark on real held-out images and on images the generator made, against the strongest simple baselines.
 
 Run: ``python benchmarks/brgm.py [--images 24] [--generated 8] [--domains faces,brains]
-[--tasks sr4,sr8,inpaint,denoise] [--variants ...] [--kernels] [--threads 1]``
+[--tasks sr4,sr8,inpaint,denoise,colorize] [--variants ...] [--kernels] [--threads 1]``
 (writes ``benchmarks/results/brgm.{json,md}`` and one montage per domain and task,
 ``benchmarks/results/brgm-<domain>-<task>.png``). Rows are appended to ``benchmarks/results/brgm-rows.jsonl`` as
 they finish; a rerun skips the cases already there (``--fresh`` starts over), so an interrupted run resumes.
 
 Domains: ``faces`` (genprior-faces64; real: the last 1,000 files of faces-utk64, held out of its training) and
 ``brains`` (genprior-brain64; real: brain-mri64/test, never trained on). Tasks: super-resolution x4 and x8 (box
-kernel), centre in-painting (40 % of the side; PSNR over the hole too), denoising (σ 0.1); every observation
-but denoising's carries noise of σ 0.01. Baselines: the pseudo-inverse, bicubic (SR), mean fill (in-painting),
+kernel), centre in-painting (40 % of the side; PSNR over the hole too), denoising (σ 0.1), colorization (faces; the
+held-out colour photos, `common.real_colour_images`); every observation but denoising's and colorization's
+carries noise of σ 0.01. Baselines: the pseudo-inverse, bicubic (SR), mean fill (in-painting), grey (colorization),
 and the best of scikit-image's denoisers at the known σ (each denoiser's parameter chosen on the test images
 themselves, which favours the baseline). Variants of the methods: MAP plain (latent only), MAP + range
 extension, MAP + extension + data consistency (the default), and the variational posterior's mean (default).
@@ -37,7 +38,7 @@ from genprior.methods import BRGM, VariationalBRGM
 from genprior.metrics import psnr, ssim
 from genprior.physics import SuperResolution
 
-from common import DOMAINS, generated_images, real_images, start_run, task_physics  # noqa: E402
+from common import DOMAINS, generated_images, real_colour_images, real_images, start_run, task_physics  # noqa: E402
 
 OUT = Path(__file__).parent / "results"
 ROWS = OUT / "brgm-rows.jsonl"
@@ -79,6 +80,8 @@ def baselines(task: str, y: torch.Tensor, physics, truth: torch.Tensor) -> dict[
         out["baseline"] = ("bicubic", F.interpolate(y, scale_factor=f, mode="bicubic", align_corners=False).clamp(0, 1))
     elif task == "inpaint":
         out["baseline"] = ("mean fill", out["pseudo_inverse"][1])
+    elif task == "colorize":
+        out["baseline"] = ("grey", out["pseudo_inverse"][1])
     else:
         out["baseline"] = skimage_denoisers(y, physics.sigma, truth)
     return out
@@ -139,7 +142,11 @@ def run_quality(args, shared: Path, perceptual, done: set) -> None:
         if args.generated:
             sources["generated"] = generated_images(G, args.generated)
         for task in args.tasks:
+            if task == "colorize" and G.channels != 3:
+                continue
             for sname, truth in sources.items():
+                if task == "colorize" and sname == "real":
+                    truth = real_colour_images(shared, domain, args.images)
                 physics = task_physics(task)
                 y = physics(truth, seed=0)
                 hole = (~physics.observed).float() if task == "inpaint" else None

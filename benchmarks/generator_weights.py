@@ -39,7 +39,7 @@ from genprior.metrics import psnr
 from genprior.physics.consistency import blend, posterior_sample
 from genprior.paths import shared_dir
 
-from common import task_physics  # noqa: E402  (benchmarks/common.py)
+from common import is_colour, task_physics  # noqa: E402  (benchmarks/common.py)
 
 OUT = Path(__file__).parent / "results"
 GRID = [round(w, 2) for w in np.linspace(0, 1, 11)]
@@ -87,13 +87,8 @@ def main() -> None:
             if task == "colorize":
                 if G.channels != 3:
                     continue
-                from genprior.physics import Colorization
-
-                physics = Colorization()
-                colour = truth.std(1).flatten(1).mean(1) > 0.01  # black-and-white photos: nothing to colorize
-                images = truth[colour]  # (and restored as grey their PSNR is unbounded, swamping the mean)
-            else:
-                physics = task_physics(task)
+                images = truth[is_colour(truth)]
+            physics = task_physics(task)
             y = physics(images, seed=0)
             res = BRGM(G, perceptual="vgg", generator_weight=1.0, consistency="none")(y, physics, seed=0)
             g = res.images["generated"]
