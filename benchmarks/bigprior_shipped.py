@@ -79,7 +79,6 @@ def blind_restore(method: BIGPrior, truth: torch.Tensor) -> tuple[torch.Tensor, 
 def run(args, shared: Path, perceptual, done: set) -> None:
     for domain in args.domains:
         G = genprior.load_generator(DOMAINS[domain], "cpu")
-        truth = real_images(shared, domain, args.images)
         for task in args.tasks:
             if task == "colorize" and G.channels != 3:
                 continue
@@ -88,6 +87,7 @@ def run(args, shared: Path, perceptual, done: set) -> None:
             fusion_sha = file_sha256(fusion)
             if (domain, task, fusion_sha) in done:
                 continue
+            truth = (real_colour_images if task == "colorize" else real_images)(shared, domain, args.images)
             method = BIGPrior.preset(G, net_task, fusion)
             t0 = time.perf_counter()
             if task == "denoise-blind":
@@ -99,8 +99,6 @@ def run(args, shared: Path, perceptual, done: set) -> None:
                 hole = None
             else:
                 physics = task_physics(task)
-                if task == "colorize":
-                    truth = real_colour_images(shared, domain, args.images)
                 y = physics(truth, seed=0)
                 hole = (~physics.observed).float() if task == "inpaint" else None
                 res = method(y, physics, seed=0)
