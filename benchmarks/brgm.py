@@ -185,7 +185,7 @@ def run_quality(args, shared: Path, perceptual, done: set) -> None:
 def run_kernels(args, shared: Path, perceptual, done: set) -> None:
     G = genprior.load_generator(DOMAINS["faces"], "cpu")
     truth = real_images(shared, "faces", args.images)
-    for kernel in ("bicubic_aa", "gaussian", "bilinear_aa", "box"):  # box last: its known-kernel run is SR x4's
+    for kernel in ("bicubic_aa", "gaussian", "bilinear_aa", "box"):  # box last: its known-kernel run repeats SR x4's main row
         y = SuperResolution(4, kernel, sigma=0.01)(truth, seed=0)
         for assumed in (kernel, "auto"):
             key = ("kernels", "faces", "sr4", "real", kernel, f"map-{'auto' if assumed == 'auto' else 'known'}")
